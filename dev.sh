@@ -26,7 +26,7 @@ export HDX_GISDB_PASS="${HDX_GISDB_PASS:-gis}"
 export REDIS_STREAM_HOST="${REDIS_STREAM_HOST:-$HDX_REDIS_ADDR}"
 export REDIS_STREAM_PORT="${REDIS_STREAM_PORT:-$HDX_REDIS_PORT}"
 
-DEBIAN_PACKAGES=(redis-server postgresql-15 postgresql-15-postgis-3 gdal-bin python3-venv chromium)
+DEBIAN_PACKAGES=(redis-server postgresql-15 postgresql-15-postgis-3 gdal-bin python3-venv)
 PG_CLUSTER=(15 main)
 TEST_TEMPLATE_DB=hdxrq_template
 
@@ -67,7 +67,7 @@ install_npm_packages() {
     # Front-end assets (the map preview) come from npm and are served by the API, never from a CDN.
     [[ -f "$ROOT/package.json" ]] || return 0
     if [[ ! -f "$ROOT/node_modules/.package-lock.json" || "$ROOT/package.json" -nt "$ROOT/node_modules/.package-lock.json" ]]; then
-        command -v npm >/dev/null || DEBIAN_PACKAGES+=(npm) install_debian_packages
+        command -v npm >/dev/null || { DEBIAN_PACKAGES=(nodejs npm); install_debian_packages; }
         log "installing npm packages"
         (cd "$ROOT" && npm install --no-audit --no-fund --silent)
     fi
@@ -95,8 +95,8 @@ psql_super() { su postgres -c "psql -v ON_ERROR_STOP=1 -qAt -p $HDX_GISDB_PORT $
 start_postgres() {
     if ! pg_lsclusters -h | awk -v v="${PG_CLUSTER[0]}" -v n="${PG_CLUSTER[1]}" '$1==v && $2==n && $4=="online" {found=1} END {exit !found}'; then
         log "starting PostgreSQL ${PG_CLUSTER[*]} on 127.0.0.1:$HDX_GISDB_PORT"
-        pg_conftool "${PG_CLUSTER[@]}" set listen_addresses 127.0.0.1 >/dev/null
-        pg_conftool "${PG_CLUSTER[@]}" set port "$HDX_GISDB_PORT" >/dev/null
+        printf "listen_addresses = '127.0.0.1'\nport = %s\n" "$HDX_GISDB_PORT" \
+            >"/etc/postgresql/${PG_CLUSTER[0]}/${PG_CLUSTER[1]}/conf.d/hdxrq.conf"
         pg_ctlcluster "${PG_CLUSTER[@]}" start
     fi
     for _ in $(seq 100); do

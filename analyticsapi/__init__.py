@@ -1,0 +1,1 @@
+"""Analytics delivery: send-analytics; batches to Mixpanel and GA4 from ``analytics_q``."""

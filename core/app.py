@@ -1,0 +1,70 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from . import monitor, system
+from .checks import CORE_CHECKS, register_check
+from .errors import HdxError
+from .runtime import Runtime
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
+    """Build the API: connections (lazy), blueprints of every slice, checks and error handlers."""
+    runtime = runtime or Runtime(settings or Settings.from_env())
+    app = Flask("hdxrq")
+    app.config["MAX_CONTENT_LENGTH"] = runtime.settings.max_request_mb * MB
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["hdx"] = runtime
+
+    for check in CORE_CHECKS:
+        register_check(app, check)
+    app.register_blueprint(system.bp)
+    _register_slices(app)
+    monitor.init_app(app, runtime)
+    _register_error_handlers(app)
+    return app
+
+
+def _register_slices(app: Flask) -> None:
+    from analyticsapi import api as analytics
+    from eventsapi import api as events
+    from importapi import api as imports
+    from scheduler import api as scheduler
+
+    for slice_api in (imports, analytics, events, scheduler):
+        app.register_blueprint(slice_api.bp)
+        init = getattr(slice_api, "init_app", None)
+        if init is not None:
+            init(app)
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HdxError)
+    def hdx_error(error: HdxError) -> tuple[Response, int]:
+        return jsonify(error.to_dict()), error.http_status
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response, int]:
+        status = error.code or 500
+        body: dict[str, Any] = {"error": error.description, "error_type": _http_error_type(error)}
+        return jsonify(body), status
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception) -> tuple[Response, int]:
+        log.exception("unhandled error")
+        return jsonify(error="Internal server error", error_type="unknown"), 500
+
+
+def _http_error_type(error: HTTPException) -> str:
+    return (error.name or "error").lower().replace(" ", "-")

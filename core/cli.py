@@ -1,0 +1,68 @@
+"""``./hdxrq.py``: every rq subcommand (worker, info, requeue, empty, suspend, ...) plus our own commands.
+
+rq's commands keep all their flags; we only give them the project's defaults (the RQ Redis URL from the
+settings, the JSON serializer, our worker class, all five queues), which any flag on the command line
+overrides. Settings are read once here and shared through ``ctx.obj``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from rq.cli.cli import main as rq_main
+
+from .connections import SERIALIZER_PATH, WORKER_CLASS_PATH
+from .logging import configure_logging
+from .runtime import Runtime, install
+from .settings import Settings, SettingsError
+
+cli = click.Group(
+    "hdxrq",
+    help="hdxrq: the job processor beside CKAN. rq's commands plus the service's own.",
+    commands=dict(rq_main.commands),
+)
+
+
+def rq_defaults(settings: Settings) -> dict[str, dict[str, Any]]:
+    """``default_map`` for rq's commands: the project's connection, serializer and worker settings."""
+    shared = {"url": settings.redis_url, "serializer": SERIALIZER_PATH}
+    defaults: dict[str, dict[str, Any]] = {name: dict(shared) for name in rq_main.commands}
+    defaults["worker"].update(
+        worker_class=WORKER_CLASS_PATH, queues=list(settings.queues), worker_ttl=settings.worker_ttl
+    )
+    defaults["worker-pool"].update(worker_class=WORKER_CLASS_PATH, queues=list(settings.queues))
+    return defaults
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Entry point of ``./hdxrq.py``."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        click.echo(f"hdxrq: {error}", err=True)
+        sys.exit(2)
+    configure_logging(settings)
+    runtime = install(Runtime(settings))
+    _register_commands()
+    cli.main(args=args, prog_name="hdxrq.py", default_map=rq_defaults(settings), obj=runtime)
+
+
+COMMAND_MODULES: tuple[str, ...] = ("core.serve",)
+"""Modules that attach their commands to :data:`cli` when imported (each slice adds its ``cli`` module)."""
+
+
+def _register_commands() -> None:
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
+
+
+@cli.command("config")
+@click.pass_obj
+def show_config(runtime: Runtime) -> None:
+    """Print the effective settings, secrets masked."""
+    click.echo(json.dumps(runtime.settings.masked(), indent=2, sort_keys=True))

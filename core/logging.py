@@ -1,0 +1,94 @@
+"""Logging set-up shared by the API and the workers, configured once per process from ``logging.yml``.
+
+Every record carries ``job_id`` (``-`` outside a job), and configured secrets are masked in every message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+LOGGING_YML = Path(__file__).resolve().parent.parent / "logging.yml"
+_RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+_secrets: tuple[str, ...] = ()
+
+
+class JobContextFilter(logging.Filter):
+    """Adds ``job_id``: the id of the RQ job being run by this process, if any."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "job_id"):
+            from rq import get_current_job
+
+            job = get_current_job()
+            record.job_id = job.id if job is not None else "-"
+        return True
+
+
+class SecretFilter(logging.Filter):
+    """Replaces configured secret values in messages and arguments with ``********``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _secrets:
+            message = record.getMessage()
+            masked = mask_secrets(message)
+            if masked != message:
+                record.msg, record.args = masked, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, job_id and any ``extra`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        entry.update({key: value for key, value in vars(record).items() if key not in _RECORD_FIELDS})
+        if record.exc_info:
+            entry["exception"] = mask_secrets(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+def mask_secrets(text: str, secrets: Iterable[str] | None = None) -> str:
+    """``text`` with every secret replaced by ``********``."""
+    for secret in secrets if secrets is not None else _secrets:
+        if secret:
+            text = text.replace(secret, "********")
+    return text
+
+
+def configure_logging(settings: Settings, overrides: str | None = None) -> None:
+    """Apply ``logging.yml`` with the settings' format, levels and secrets."""
+    global _secrets
+    _secrets = tuple(sorted(settings.secret_values(), key=len, reverse=True))
+    config = yaml.safe_load(LOGGING_YML.read_text(encoding="utf-8"))
+    config["handlers"]["console"]["formatter"] = settings.log_format
+    config["root"]["level"] = settings.log_level
+    for name, level in parse_levels(overrides or settings.log_levels).items():
+        config["loggers"].setdefault(name, {})["level"] = level
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)
+
+
+def parse_levels(spec: str) -> dict[str, str]:
+    """``"importapi=DEBUG,rq.worker=WARNING"`` → ``{"importapi": "DEBUG", "rq.worker": "WARNING"}``."""
+    levels = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, level = item.partition("=")
+        levels[name.strip()] = level.strip().upper()
+    return levels

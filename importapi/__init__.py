@@ -1,0 +1,1 @@
+"""Geopreview imports: add-layer, delete-one-layer, delete-layers; jobs on ``geo_q``."""

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+
+from rq.job import Job
+
+from core.connections import SERIALIZER, queue
+from core.runtime import Runtime
+from core.settings import ALL_QUEUES
+
+RunCommand = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def test_a_real_worker_drains_a_queued_job(runtime: Runtime, worker_process: RunCommand) -> None:
+    job = queue("geo_q", runtime.redis).enqueue("tests.jobs.record", "marker", "ran-in-worker")
+
+    done = worker_process("worker", "--burst")
+
+    assert done.returncode == 0, done.stderr
+    assert runtime.redis.lrange("marker", 0, -1) == [b"ran-in-worker"]
+    assert Job.fetch(job.id, connection=runtime.redis, serializer=SERIALIZER).get_status() == "finished"
+    # Every line logged inside the job carries its id.
+    job_lines = [line for line in done.stderr.splitlines() if "recorded ran-in-worker" in line]
+    assert job_lines and all(f"job={job.id}" in line for line in job_lines)
+
+
+def test_with_no_queue_named_a_worker_listens_on_all_five(runtime: Runtime, worker_process: RunCommand) -> None:
+    for name in ALL_QUEUES:
+        queue(name, runtime.redis).enqueue("tests.jobs.record", "seen", name)
+
+    done = worker_process("worker", "--burst")
+
+    assert done.returncode == 0, done.stderr
+    assert sorted(v.decode() for v in runtime.redis.lrange("seen", 0, -1)) == sorted(ALL_QUEUES)
+
+
+def test_the_old_command_line_still_works(
+    runtime: Runtime, settings_env: dict[str, str], worker_process: RunCommand
+) -> None:
+    queue("geo_q", runtime.redis).enqueue("tests.jobs.record", "legacy", "geo")
+    queue("analytics_q", runtime.redis).enqueue("tests.jobs.record", "legacy", "analytics")
+    url = f"redis://{settings_env['HDX_REDIS_ADDR']}:{settings_env['HDX_REDIS_PORT']}/{settings_env['HDX_REDIS_GISDB']}"
+
+    done = worker_process("worker", "--url", url, "--worker-ttl", "600", "--name", "legacy-1", "--burst", "geo_q")
+
+    assert done.returncode == 0, done.stderr
+    assert runtime.redis.lrange("legacy", 0, -1) == [b"geo"]  # only the queue named
+    assert queue("analytics_q", runtime.redis).count == 1
+
+
+def test_jobs_are_stored_as_json_not_pickle(runtime: Runtime) -> None:
+    job = queue("event_q", runtime.redis).enqueue("tests.jobs.record", "k", "v")
+    raw = runtime.redis.hget(f"rq:job:{job.id}", "data")
+    assert raw is not None
+    import zlib
+
+    decoded = json.loads(zlib.decompress(raw))
+    assert decoded[0] == "tests.jobs.record" and decoded[2] == ["k", "v"]
+
+
+def test_rq_commands_pass_through(runtime: Runtime, worker_process: RunCommand) -> None:
+    queue("fs_check_q", runtime.redis).enqueue("tests.jobs.record", "x", "y")
+
+    info = worker_process("info", "--only-queues", "fs_check_q")
+    assert info.returncode == 0, info.stderr
+    assert "fs_check_q" in info.stdout and "1" in info.stdout
+
+    suspended = worker_process("suspend")
+    assert suspended.returncode == 0 and runtime.redis.exists("rq:suspended")
+    resumed = worker_process("resume")
+    assert resumed.returncode == 0 and not runtime.redis.exists("rq:suspended")
+
+    emptied = worker_process("empty", "fs_check_q")
+    assert emptied.returncode == 0, emptied.stderr
+    assert "1 jobs removed" in emptied.stdout
+    assert queue("fs_check_q", runtime.redis).count == 0
+
+
+def test_failed_jobs_can_be_requeued(runtime: Runtime, worker_process: RunCommand) -> None:
+    job = queue("geo_q", runtime.redis).enqueue("tests.jobs.fail", "on purpose")
+    assert worker_process("worker", "--burst", "geo_q").returncode == 0
+    assert Job.fetch(job.id, connection=runtime.redis, serializer=SERIALIZER).get_status() == "failed"
+
+    requeued = worker_process("requeue", "--queue", "geo_q", "--all")
+
+    assert requeued.returncode == 0, requeued.stderr
+    assert queue("geo_q", runtime.redis).job_ids == [job.id]
+
+
+def test_config_masks_secrets(worker_process: RunCommand, settings_env: dict[str, str]) -> None:
+    done = worker_process("config", extra_env={"HDX_GISDB_PASS": "pg-secret-81c3"})
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["HDX_GIS_API_KEY"] == "********"
+    assert shown["HDX_GISDB_DB"] == settings_env["HDX_GISDB_DB"]
+    for secret in (settings_env["HDX_GIS_API_KEY"], settings_env["HDXRQ_ADMIN_TOKENS"], "pg-secret-81c3"):
+        assert secret not in done.stdout
+
+
+def test_a_bad_setting_stops_start_up_naming_the_variable(worker_process: RunCommand) -> None:
+    done = worker_process("worker", "--burst", extra_env={"HDX_REDIS_PORT": "sixthousand"})
+    assert done.returncode == 2
+    assert "HDX_REDIS_PORT" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,21 @@
+"""Test-only job functions (importable by real worker processes)."""
+
+from __future__ import annotations
+
+import logging
+
+from core import runtime
+
+log = logging.getLogger("core.testjobs")
+
+
+def record(key: str, value: str) -> str:
+    """Write ``value`` under ``key`` in the RQ Redis and log a line: proves a worker ran the job."""
+    rt = runtime.current()
+    rt.redis.rpush(key, value)
+    log.info("recorded %s", value)
+    return value
+
+
+def fail(message: str) -> None:
+    raise RuntimeError(message)

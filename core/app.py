@@ -41,8 +41,9 @@ def _register_slices(app: Flask) -> None:
     from eventsapi import api as events
     from importapi import api as imports
     from scheduler import api as scheduler
+    from tiles import api as tiles
 
-    for slice_api in (imports, analytics, events, scheduler):
+    for slice_api in (imports, analytics, events, scheduler, tiles):
         app.register_blueprint(slice_api.bp)
         init = getattr(slice_api, "init_app", None)
         if init is not None:

@@ -34,17 +34,16 @@ class ApiServer(BaseApplication):  # type: ignore[misc]
             "workers": runtime.settings.api_workers,
             "threads": runtime.settings.api_threads,
             "worker_class": "gthread",
-            "graceful_timeout": runtime.settings.shutdown_grace_sec,
+            "graceful_timeout": int(runtime.settings.shutdown_grace_sec),
             "timeout": 60,
             "keepalive": 5,
-            "accesslog": None,
             "proc_name": "hdxrq-api",
         }
         super().__init__()
 
     def load_config(self) -> None:
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            self.cfg.set(key, str(value))  # gunicorn validates settings as if read from its command line
 
     def load(self) -> Any:
         from .app import create_app

@@ -1,0 +1,96 @@
+"""The API under gunicorn (``serve``) and the all-in-one ``run`` command, as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
+
+import httpx
+from rq import Worker
+
+from core.connections import SERIALIZER, queue
+from core.runtime import Runtime
+from tests.conftest import HDXRQ_PY, ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def read_until(stream: IO[str], *needles: str, limit: int = 2000) -> list[str]:
+    """Read lines until every needle was seen as often as it is listed (blocking reads, no polling)."""
+    seen: list[str] = []
+    missing = Counter(needles)
+    for _ in range(limit):
+        line = stream.readline()
+        if not line:
+            break
+        seen.append(line)
+        for needle in [n for n in missing if n in line]:
+            missing[needle] -= 1
+        missing = +missing
+        if not missing:
+            return seen
+    raise AssertionError(f"never saw {dict(missing)} in output:\n{''.join(seen)}")
+
+
+@contextmanager
+def hdxrq(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [sys.executable, HDXRQ_PY, *args],
+        env={"PATH": os.environ["PATH"], **env},
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+def test_serve_runs_the_api_under_gunicorn(settings_env: dict[str, str]) -> None:
+    port = free_port()
+    with hdxrq(settings_env, "serve", "--port", str(port)) as server:
+        assert server.stderr is not None
+        read_until(server.stderr, "Listening at", "Booting worker")
+        response = httpx.get(f"http://127.0.0.1:{port}/version", timeout=10)
+        assert response.status_code == 200 and "version" in response.json()
+        assert response.headers["server"].startswith("gunicorn")
+
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+
+
+def test_run_starts_api_and_workers_and_ctrl_c_stops_them_all(settings_env: dict[str, str], runtime: Runtime) -> None:
+    port = free_port()
+    with hdxrq(settings_env, "run", "--port", str(port), "--workers", "2") as run:
+        assert run.stderr is not None
+        read_until(run.stderr, "Listening at", "started with PID", "started with PID")
+        assert httpx.get(f"http://127.0.0.1:{port}/version", timeout=10).status_code == 200
+
+        queue("event_q", runtime.redis).enqueue("tests.jobs.record", "run-marker", "done")
+        assert runtime.redis.blpop(["run-marker"], timeout=60) == (b"run-marker", b"done")
+        assert len(Worker.all(connection=runtime.redis, serializer=SERIALIZER)) == 2
+
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=60) == 0
+
+    assert Worker.all(connection=runtime.redis, serializer=SERIALIZER) == []
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0  # the API is gone too

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from . import monitor, system
+from . import metrics, monitor, system
 from .checks import CORE_CHECKS, register_check
 from .errors import HdxError
 from .runtime import Runtime
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.register_blueprint(system.bp)
     _register_slices(app)
     monitor.init_app(app, runtime)
+    metrics.init_app(app, runtime)
     _register_error_handlers(app)
     return app
 

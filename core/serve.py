@@ -2,53 +2,29 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import click
-from gunicorn.app.base import BaseApplication
-
 from .cli import cli
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-HDXRQ_PY = str(Path(__file__).resolve().parent.parent / "hdxrq.py")
+ROOT = Path(__file__).resolve().parent.parent
+HDXRQ_PY = str(ROOT / "hdxrq.py")
 RESTART_DELAY_SEC = 2.0
-
-
-class ApiServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn running :func:`core.app.create_app` with threads, graceful on SIGTERM."""
-
-    def __init__(self, runtime: Runtime, host: str, port: int) -> None:
-        self.runtime = runtime
-        self.options = {
-            "bind": f"{host}:{port}",
-            "workers": runtime.settings.api_workers,
-            "threads": runtime.settings.api_threads,
-            "worker_class": "gthread",
-            "graceful_timeout": int(runtime.settings.shutdown_grace_sec),
-            "timeout": 60,
-            "keepalive": 5,
-            "proc_name": "hdxrq-api",
-        }
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, str(value))  # gunicorn validates settings as if read from its command line
-
-    def load(self) -> Any:
-        from .app import create_app
-
-        return create_app(runtime=Runtime(self.runtime.settings))
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @cli.command()
@@ -57,7 +33,31 @@ class ApiServer(BaseApplication):  # type: ignore[misc]
 @click.pass_obj
 def serve(runtime: Runtime, host: str, port: int) -> None:
     """Run the API under gunicorn (production WSGI server)."""
-    ApiServer(runtime, host, port).run()
+    settings = runtime.settings
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(fresh_metrics_dir(port)))
+    argv = [
+        sys.executable, "-m", "gunicorn",
+        "--config", "python:core.gunicorn_conf",
+        "--chdir", str(ROOT),
+        "--bind", f"{host}:{port}",
+        "--workers", str(settings.api_workers),
+        "--threads", str(settings.api_threads),
+        "--worker-class", "gthread",
+        "--graceful-timeout", str(int(settings.shutdown_grace_sec)),
+        "--name", "hdxrq-api",
+        "core.app:create_app()",
+    ]  # fmt: skip
+    # gunicorn replaces this process: signals reach its master directly, and the metrics directory
+    # is in its environment before prometheus_client is first imported.
+    os.execve(sys.executable, argv, env)
+
+
+def fresh_metrics_dir(port: int) -> Path:
+    """An empty directory for prometheus_client's multiprocess files of this API instance."""
+    path = Path(tempfile.gettempdir()) / f"hdxrq-metrics-{port}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
 
 
 @cli.command()
@@ -72,6 +72,12 @@ def run(runtime: Runtime, host: str, port: int, worker_count: int | None) -> Non
     for number in range(1, count + 1):
         commands[f"worker-{number}"] = [HDXRQ_PY, "worker", "--with-scheduler"]
     Supervisor(commands, grace=runtime.settings.shutdown_grace_sec).run()
+
+
+def _terminate_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the supervisor dies, so no orphan outlives ``run``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Supervisor:
@@ -96,7 +102,10 @@ class Supervisor:
     def _start(self, name: str) -> None:
         # A session of its own: Ctrl-C reaches only us, and we stop children in order.
         self.children[name] = subprocess.Popen(
-            [sys.executable, *self.commands[name]], start_new_session=True, env=os.environ.copy()
+            [sys.executable, *self.commands[name]],
+            start_new_session=True,
+            env=os.environ.copy(),
+            preexec_fn=_terminate_with_parent,
         )
 
     def _restart_dead_children(self) -> None:

@@ -1,29 +1,48 @@
 """The worker class every ``./hdxrq.py worker`` runs.
 
-It is RQ's forking worker (a crashing job cannot take the worker down) plus the project's start-up:
-the process runtime is built from the settings, and each slice's start-up hooks run once (for example,
-sweeping temporary directories left by a killed worker).
+It is RQ's forking worker (a crashing job cannot take the worker down) plus the project's own duties:
+
+* the process runtime is built from the settings, and each slice's start-up hooks run once (for example,
+  sweeping temporary directories left by a killed worker);
+* every ended job is counted, with its duration and error code, in the cluster metrics (core.metrics);
+* a stop request (SIGTERM, Ctrl-C) lets the current job finish for ``HDXRQ_SHUTDOWN_GRACE_SEC``; past
+  that the job's process group (the job and its children, such as ogr2ogr) is terminated and the job is
+  put back at the front of its queue for another worker, so nothing is lost either way.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any
 
-from rq import Worker
+from rq import Queue, Worker
+from rq.job import Job
+from rq.registry import FailedJobRegistry
 from rq.utils import import_attribute
 
 from . import runtime
+from .metrics import record_job
 
 log = logging.getLogger(__name__)
 
-STARTUP_HOOKS: tuple[str, ...] = ()
+STARTUP_HOOKS: tuple[str, ...] = ("scheduler.tasks.repair_schedules",)
 """Dotted paths of ``hook(runtime) -> None`` functions run when a worker starts."""
+
+KILL_AFTER_TERM_SEC = 5.0
 
 
 class HdxWorker(Worker):
-    """RQ's forking worker with the project's runtime and start-up hooks."""
+    """RQ's forking worker with the project's runtime, start-up hooks, metrics and graceful stop."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._error_type = "unknown"
+        self._interrupted_job_id: str | None = None
+        self._grace_timer: threading.Timer | None = None
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         rt = runtime.current()
@@ -34,3 +53,78 @@ class HdxWorker(Worker):
             except Exception:
                 log.exception("worker start-up hook %s failed", path)
         super().bootstrap(*args, **kwargs)
+
+    # --- metrics ---
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        error = exc_info[1] if len(exc_info) > 1 else None
+        self._error_type = getattr(error, "error_type", None) or type(error).__name__
+        super().handle_exception(job, *exc_info)
+
+    def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        super().handle_job_success(job, queue, *args, **kwargs)
+        self._record(job, "success", "None")
+
+    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        will_retry = job.should_retry and self._stopped_job_id != job.id
+        super().handle_job_failure(job, queue, *args, **kwargs)
+        if job.id == self._interrupted_job_id:
+            self._requeue_interrupted(job, queue)
+            self._record(job, "interrupted", "shutdown")
+            return
+        self._record(job, "retried" if will_retry else "failure", self._error_type)
+        self._error_type = "unknown"
+
+    def _record(self, job: Job, outcome: str, error_type: str) -> None:
+        seconds = None
+        if job.started_at and job.ended_at:
+            seconds = (job.ended_at - job.started_at).total_seconds()
+        try:
+            record_job(
+                self.connection,
+                queue=job.origin,
+                function=job.func_name,
+                outcome=outcome,
+                error_type=error_type,
+                seconds=seconds,
+            )
+        except Exception:  # metrics never fail a job
+            log.debug("could not record job metrics", exc_info=True)
+
+    # --- graceful stop ---
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        busy_with = self.get_current_job_id()
+        super().request_stop(signum, frame)
+        if busy_with and self.horse_pid and self._grace_timer is None:
+            grace = runtime.current().settings.shutdown_grace_sec
+            log.warning("stop requested: job %s gets %.0fs to finish", busy_with, grace)
+            self._grace_timer = threading.Timer(grace, self._interrupt_job, args=(busy_with, self.horse_pid))
+            self._grace_timer.daemon = True
+            self._grace_timer.start()
+
+    def _interrupt_job(self, job_id: str, horse_pid: int) -> None:
+        """Past the grace period: terminate the job's process group (SIGTERM, then SIGKILL)."""
+        if self.horse_pid != horse_pid:
+            return  # the job finished in time
+        log.warning("job %s did not finish within the grace period: stopping it and requeuing", job_id)
+        self._interrupted_job_id = job_id
+        self._signal_horse_group(horse_pid, signal.SIGTERM)
+        finished = threading.Event()
+        finished.wait(KILL_AFTER_TERM_SEC)
+        if self.horse_pid == horse_pid:
+            self._signal_horse_group(horse_pid, signal.SIGKILL)
+
+    @staticmethod
+    def _signal_horse_group(horse_pid: int, sig: signal.Signals) -> None:
+        try:
+            os.killpg(horse_pid, sig)  # the horse leads its own process group (rq calls setpgrp)
+        except ProcessLookupError:
+            pass
+
+    def _requeue_interrupted(self, job: Job, queue: Queue) -> None:
+        failed = FailedJobRegistry(queue.name, connection=self.connection, serializer=self.serializer)
+        if job.id in failed:
+            failed.requeue(job.id, at_front=True)
+            log.warning("job %s requeued at the front of %s", job.id, queue.name)
+        self._interrupted_job_id = None

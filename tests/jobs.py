@@ -19,3 +19,12 @@ def record(key: str, value: str) -> str:
 
 def fail(message: str) -> None:
     raise RuntimeError(message)
+
+
+def wait_for_go(key: str, seconds: int) -> str:
+    """Block until the test pushes to ``key`` (or ``seconds`` pass): a job that takes as long as the test wants."""
+    rt = runtime.current()
+    rt.redis.rpush(f"{key}:started", "1")
+    got = rt.redis.blpop([key], timeout=seconds)
+    rt.redis.rpush(f"{key}:finished", "1" if got else "timed-out")
+    return "went" if got else "timed-out"

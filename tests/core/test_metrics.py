@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from core.connections import queue
+from core.runtime import Runtime
+
+RunCommand = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def scrape(client: FlaskClient) -> dict[str, list[tuple[dict[str, str], float]]]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
+    matching = [v for lbls, v in samples.get(name, []) if all(lbls.get(k) == w for k, w in labels.items())]
+    assert matching, f"no {name} with {labels}"
+    return sum(matching)
+
+
+def test_queue_depth_and_age(client: FlaskClient, runtime: Runtime) -> None:
+    queue("geo_q", runtime.redis).enqueue("tests.jobs.record", "k", "v")
+    queue("geo_q", runtime.redis).enqueue("tests.jobs.record", "k", "w")
+
+    samples = scrape(client)
+
+    assert value(samples, "hdxrq_queue_jobs", queue="geo_q") == 2
+    assert value(samples, "hdxrq_queue_jobs", queue="analytics_q") == 0
+    assert value(samples, "hdxrq_queue_oldest_job_age_seconds", queue="geo_q") >= 0
+    assert value(samples, "hdxrq_queue_oldest_job_age_seconds", queue="event_q") == 0
+
+
+def test_job_outcomes_and_durations_from_a_real_worker(
+    client: FlaskClient, runtime: Runtime, worker_process: RunCommand
+) -> None:
+    queue("event_q", runtime.redis).enqueue("tests.jobs.record", "k", "v")
+    queue("event_q", runtime.redis).enqueue("tests.jobs.fail", "broken")
+    assert worker_process("worker", "--burst", "event_q").returncode == 0
+
+    samples = scrape(client)
+
+    ok = value(samples, "hdxrq_jobs_total", function="tests.jobs.record", outcome="success")
+    failed = value(samples, "hdxrq_jobs_total", function="tests.jobs.fail", outcome="failure", error_type="RuntimeError")
+    assert (ok, failed) == (1, 1)
+    assert value(samples, "hdxrq_job_duration_seconds_count", function="tests.jobs.record") == 1
+    assert value(samples, "hdxrq_queue_registry_jobs", queue="event_q", registry="failed") == 1
+
+
+def test_http_latency_by_endpoint(client: FlaskClient) -> None:
+    client.get("/version")
+    client.get("/version")
+    client.get("/no/such/page")
+
+    samples = scrape(client)
+
+    assert value(samples, "hdxrq_http_request_duration_seconds_count", endpoint="/version", status="200") == 2
+    assert value(samples, "hdxrq_http_request_duration_seconds_count", endpoint="unmatched", status="404") == 1

@@ -90,9 +90,7 @@ def init_app(app: Flask, runtime: Runtime) -> None:
         started = g.pop("hdx_request_started", None)
         if started is not None:
             endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-            latency.labels(endpoint, request.method, str(response.status_code)).observe(
-                time.perf_counter() - started
-            )
+            latency.labels(endpoint, request.method, str(response.status_code)).observe(time.perf_counter() - started)
         return response
 
     @app.get("/metrics")
@@ -188,9 +186,7 @@ def job_metrics(redis: Redis) -> Iterator[Metric]:
 
 
 def _duration_histogram(raw: dict[bytes, bytes]) -> Metric:
-    histogram = HistogramMetricFamily(
-        "hdxrq_job_duration_seconds", "Job execution time", labels=["queue", "function"]
-    )
+    histogram = HistogramMetricFamily("hdxrq_job_duration_seconds", "Job execution time", labels=["queue", "function"])
     series: dict[tuple[str, str], dict[str, float]] = {}
     for field, value in raw.items():
         queue, function, key = field.decode().split("|")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from .cli import cli
 from .runtime import Runtime
 

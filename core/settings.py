@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -103,15 +104,51 @@ class Settings(BaseModel):
     timeout_sec: int = Field(120, validation_alias=env("TIMEOUT_SEC"), ge=1)
     table_name_prefix: str = Field("pre", validation_alias=env("TABLE_NAME_PREFIX"), pattern=r"^[a-z_][a-z0-9_]*$")
     download_allowlist: StrList = Field((), validation_alias=env("HDXRQ_DOWNLOAD_ALLOWLIST"))
+    # importapi: download, archive and load limits (docs/importapi.md)
+    download_read_timeout_sec: float = Field(30.0, validation_alias=env("HDXRQ_DOWNLOAD_READ_TIMEOUT_SEC"), gt=0)
+    download_max_redirects: int = Field(5, validation_alias=env("HDXRQ_DOWNLOAD_MAX_REDIRECTS"), ge=0)
+    token_to_subdomains: bool = Field(False, validation_alias=env("HDXRQ_TOKEN_TO_SUBDOMAINS"))
+    ogr_timeout_sec: int = Field(900, validation_alias=env("HDXRQ_OGR_TIMEOUT_SEC"), ge=1)
+    archive_max_members: int = Field(10000, validation_alias=env("HDXRQ_ARCHIVE_MAX_MEMBERS"), ge=1)
+    archive_max_unpacked_mb: int = Field(2048, validation_alias=env("HDXRQ_ARCHIVE_MAX_UNPACKED_MB"), ge=1)
+    archive_max_ratio: int = Field(200, validation_alias=env("HDXRQ_ARCHIVE_MAX_RATIO"), ge=1)
+    layer_tables_logged: bool = Field(True, validation_alias=env("HDXRQ_LAYER_TABLES_LOGGED"))
 
     # --- Analytics ---
     mixpanel_api_url: str = Field("https://api.mixpanel.com", validation_alias=env("MIXPANEL_API_URL"))
     ga4_endpoint: str = Field("https://www.google-analytics.com/mp/collect", validation_alias=env("GA4_ENDPOINT"))
     ga4_measurement_id: OptionalStr = Field(None, validation_alias=env("GA4_MEASUREMENT_ID"))
     ga4_api_secret: OptionalSecret = Field(None, validation_alias=env("GA4_API_SECRET"))
+    # analyticsapi: buffering and delivery (docs/analyticsapi.md)
+    analytics_mixpanel_batch_size: int = Field(
+        2000, validation_alias=env("HDXRQ_ANALYTICS_MIXPANEL_BATCH_SIZE"), ge=1, le=2000
+    )
+    analytics_ga4_batch_size: int = Field(25, validation_alias=env("HDXRQ_ANALYTICS_GA4_BATCH_SIZE"), ge=1, le=25)
+    analytics_http_timeout_sec: float = Field(10.0, validation_alias=env("HDXRQ_ANALYTICS_HTTP_TIMEOUT_SEC"), gt=0)
+    analytics_retry_base_sec: float = Field(1.0, validation_alias=env("HDXRQ_ANALYTICS_RETRY_BASE_SEC"), gt=0)
+    analytics_retry_max_sec: float = Field(300.0, validation_alias=env("HDXRQ_ANALYTICS_RETRY_MAX_SEC"), gt=0)
+    analytics_max_attempts: int = Field(20, validation_alias=env("HDXRQ_ANALYTICS_MAX_ATTEMPTS"), ge=1)
+    analytics_lease_sec: float = Field(60.0, validation_alias=env("HDXRQ_ANALYTICS_LEASE_SEC"), gt=0)
+    analytics_tick_sec: float = Field(60.0, validation_alias=env("HDXRQ_ANALYTICS_TICK_SEC"), gt=0)
+    analytics_drain_budget_sec: float = Field(120.0, validation_alias=env("HDXRQ_ANALYTICS_DRAIN_BUDGET_SEC"), gt=0)
 
     # --- Change events ---
     events_api_enabled: bool = Field(True, validation_alias=env("EVENTS_API_ENABLED"))
+
+    # --- Scheduler (scheduled CKAN calls) ---
+    scheduler_allowed_actions: StrList = Field((), validation_alias=env("HDXRQ_SCHEDULER_ALLOWED_ACTIONS"))
+    scheduler_retry_intervals: Annotated[tuple[int, ...], BeforeValidator(_split_list)] = Field(
+        (30, 120, 600), validation_alias=env("HDXRQ_SCHEDULER_RETRY_INTERVALS")
+    )
+    scheduler_keep_done_days: float = Field(7.0, validation_alias=env("HDXRQ_SCHEDULER_KEEP_DONE_DAYS"), gt=0)
+
+    # --- Tiles and map preview (tiles/) ---
+    tiles_basemap_style_url: OptionalStr = Field(
+        None, validation_alias=env("HDXRQ_TILES_BASEMAP_STYLE_URL"), pattern=r"^https?://"
+    )
+    tiles_cache_max_age: int = Field(300, validation_alias=env("HDXRQ_TILES_CACHE_MAX_AGE"), ge=0)
+    tiles_max_zoom: int = Field(24, validation_alias=env("HDXRQ_TILES_MAX_ZOOM"), ge=0, le=30)
+    tiles_statement_timeout_ms: int = Field(10000, validation_alias=env("HDXRQ_TILES_STATEMENT_TIMEOUT_MS"), ge=100)
 
     # --- API process ---
     admin_tokens: Annotated[tuple[SecretStr, ...], BeforeValidator(_split_list)] = Field(
@@ -156,6 +193,21 @@ class Settings(BaseModel):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/") if value else value
+
+    @field_validator("scheduler_allowed_actions")
+    @classmethod
+    def _action_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [item for item in value if not re.fullmatch(r"[a-z0-9_]+", item)]
+        if bad:
+            raise ValueError(f"not CKAN action names: {', '.join(bad)}")
+        return value
+
+    @field_validator("scheduler_retry_intervals")
+    @classmethod
+    def _retry_intervals(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(seconds < 0 for seconds in value):
+            raise ValueError("retry intervals are seconds >= 0")
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -51,7 +51,9 @@ def test_job_outcomes_and_durations_from_a_real_worker(
     samples = scrape(client)
 
     ok = value(samples, "hdxrq_jobs_total", function="tests.jobs.record", outcome="success")
-    failed = value(samples, "hdxrq_jobs_total", function="tests.jobs.fail", outcome="failure", error_type="RuntimeError")
+    failed = value(
+        samples, "hdxrq_jobs_total", function="tests.jobs.fail", outcome="failure", error_type="RuntimeError"
+    )
     assert (ok, failed) == (1, 1)
     assert value(samples, "hdxrq_job_duration_seconds_count", function="tests.jobs.record") == 1
     assert value(samples, "hdxrq_queue_registry_jobs", queue="event_q", registry="failed") == 1

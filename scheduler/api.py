@@ -1,7 +1,76 @@
-"""HTTP endpoints of the scheduler slice."""
+"""HTTP endpoints of the scheduler slice (CONTRACTS.md §2.8), all behind the admin token."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import logging
+import re
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, current_app, jsonify, request
+from redis.exceptions import RedisError
+
+from core.auth import admin_required
+
+from . import store
+from .errors import InvalidSchedule, ScheduleNotFound
+from .schedules import parse_add_job
+
+if TYPE_CHECKING:
+    from flask import Response
+
+    from core.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("scheduler", __name__)
+
+SCHEDULE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def _runtime() -> Runtime:
+    return current_app.extensions["hdx"]  # type: ignore[no-any-return]
+
+
+@bp.post("/api/scheduler/add_job")
+@admin_required
+def add_job() -> Response:
+    """Schedule a CKAN call: once after ``sch_*``, or recurring with ``cron`` / ``interval_minutes``."""
+    rt = _runtime()
+    try:
+        spec = parse_add_job(request.get_json(silent=True), rt.settings, datetime.now(UTC))
+        schedule = store.create(rt.redis, spec, rt.settings, datetime.now(UTC))
+    except InvalidSchedule as error:
+        return _refused(error.message)
+    except RedisError:
+        log.exception("could not store a schedule")
+        return _refused("Redis is unavailable")
+    return jsonify(success=True, id=schedule.id, description=schedule.description, next_run=_next_run(schedule))
+
+
+@bp.get("/api/scheduler/list_jobs")
+@admin_required
+def list_jobs() -> Response:
+    """Every schedule with its timing, next run and last result."""
+    schedules = store.all_schedules(_runtime().redis)
+    return jsonify(jobs=[schedule.to_json() for schedule in schedules], success=True)
+
+
+@bp.delete("/api/scheduler/jobs/<schedule_id>")
+@admin_required
+def cancel_job(schedule_id: str) -> tuple[Response, int] | Response:
+    """Cancel a schedule: no further call is made."""
+    if not SCHEDULE_ID.fullmatch(schedule_id) or not store.cancel(_runtime().redis, schedule_id):
+        error = ScheduleNotFound(f"No scheduled job {schedule_id[:64]}")
+        return jsonify(success=False, message=error.message, error_type=error.error_type), error.http_status
+    return jsonify(success=True, id=schedule_id)
+
+
+def _refused(reason: str) -> Response:
+    # CONTRACTS.md §2: business failures answer HTTP 200 with the failure body.
+    body: dict[str, Any] = {"success": False, "message": f"Could not schedule job: {reason}"}
+    return jsonify(body)
+
+
+def _next_run(schedule: store.Schedule) -> str | None:
+    return schedule.to_json()["next_run"]

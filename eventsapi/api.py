@@ -1,7 +1,95 @@
-"""HTTP endpoints of the eventsapi slice."""
+"""HTTP endpoints of the eventsapi slice: change events (§2.7) and file-structure checks (§2.6).
+
+CKAN fails the user's save on a non-2xx answer, so both endpoints answer 200 with a failure body for
+anything they cannot accept; the work itself happens in workers.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException
+
+from core.auth import notification_endpoint
+from core.connections import queue
+from core.errors import HdxError
+from core.runtime import Runtime
+
+from .errors import EventRequestError, EventsDisabled, FsCheckRequestError
+from .intake import enqueue_change_request, event_time_now, parse_change_request
+from .tasks import FS_CHECK_QUEUE
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("eventsapi", __name__)
+
+QUEUE_DOWN_MESSAGE = "The job queue is unavailable; the request was not queued"
+
+
+def _runtime() -> Runtime:
+    return current_app.extensions["hdx"]  # type: ignore[no-any-return]
+
+
+def _read_body() -> bytes:
+    try:
+        return request.get_data(cache=False)
+    except HTTPException as error:  # too large, client went away...
+        raise EventRequestError(f"The request body could not be read ({error.name})") from None
+
+
+@bp.post("/api/create-change-events")
+@notification_endpoint
+def create_change_events() -> Response:
+    """Queue change detection for one CKAN write: ``{"state":"success"}`` or a failure with a message."""
+    try:
+        rt = _runtime()
+        if not rt.settings.events_api_enabled:
+            raise EventsDisabled()
+        raw = _read_body()
+        parse_change_request(raw)
+        enqueue_change_request(rt.redis, raw, event_time_now())
+    except HdxError as error:
+        return jsonify(state="failure", message=error.message)
+    except RedisError as error:
+        log.error("create-change-events: %s: %s", QUEUE_DOWN_MESSAGE, type(error).__name__)
+        return jsonify(state="failure", message=QUEUE_DOWN_MESSAGE)
+    return jsonify(state="success")
+
+
+@bp.post("/api/file-structure-check/dataset/<dataset_id>/resource/<resource_id>")
+@notification_endpoint
+def file_structure_check(dataset_id: str, resource_id: str) -> Response:
+    """Queue a file-structure check of one resource: ``{"success": true}``."""
+    try:
+        url, history = _fs_check_arguments(request.get_json(silent=True))
+        queue(FS_CHECK_QUEUE, _runtime().redis).enqueue(
+            "eventsapi.tasks.check_file_structure",
+            dataset_id,
+            resource_id,
+            url,
+            history,
+            description=f"file-structure check of resource {resource_id}",
+        )
+    except HdxError as error:
+        return jsonify(success=False, message=error.message, error_type=error.error_type)
+    except RedisError as error:
+        log.error("file-structure-check: %s: %s", QUEUE_DOWN_MESSAGE, type(error).__name__)
+        return jsonify(success=False, message=QUEUE_DOWN_MESSAGE, error_type="service-unavailable")
+    return jsonify(success=True)
+
+
+def _fs_check_arguments(body: Any) -> tuple[str, str]:
+    if not isinstance(body, dict):
+        raise FsCheckRequestError("The request body must be a JSON object")
+    url = body.get("hxl_proxy_source_info_url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise FsCheckRequestError("hxl_proxy_source_info_url must be an http(s) URL")
+    history = body.get("fs_check_info")
+    if history is None:
+        history = ""
+    if not isinstance(history, str):
+        raise FsCheckRequestError("fs_check_info must be a JSON string of the resource's history list")
+    return url, history

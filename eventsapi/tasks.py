@@ -1,0 +1,107 @@
+"""Job functions of the eventsapi slice (``event_q`` and ``fs_check_q``); all are safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rq import Retry, get_current_job
+
+from core import runtime
+from core.connections import queue
+from core.errors import CkanError, CkanUnavailable, ConfigurationError
+
+from . import bus, fscheck
+from .detect import detect_events
+from .errors import EventRequestError, HxlProxyError
+from .intake import REQUEST_KEY_PREFIX, event_time_now, parse_change_request
+
+log = logging.getLogger(__name__)
+
+FS_CHECK_QUEUE = "fs_check_q"
+CALLBACK_ACTION = "hdx_fs_check_resource_revise"
+CALLBACK_INTERVALS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+
+
+def publish_change_events(request_id: str, event_time: str) -> dict[str, Any]:
+    """Detect the events of a parked create-change-events request and write them to the stream, once."""
+    rt = runtime.current()
+    key = REQUEST_KEY_PREFIX + request_id
+    raw = rt.redis.get(key)
+    if raw is None:
+        if bus.already_published(rt.stream_redis, request_id):
+            return {"request_id": request_id, "written": 0, "note": "already written"}
+        log.error("request %s: body expired or missing; its events cannot be detected", request_id)
+        return {"request_id": request_id, "written": 0, "note": "request body missing"}
+    try:
+        request = parse_change_request(raw)
+    except EventRequestError as error:  # validated by the API already; a corrupted key is not worth retrying
+        log.error("request %s: %s", request_id, error.message)
+        rt.redis.delete(key)
+        return {"request_id": request_id, "written": 0, "note": error.message}
+    events = detect_events(request.old_dataset_dict, request.new_dataset_dict, request.username, event_time)
+    ids = bus.publish_events(
+        rt.stream_redis, rt.settings.stream_name, events, request_id=request_id, maxlen=rt.settings.stream_maxlen
+    )
+    rt.redis.delete(key)  # only after the write: a killed job is re-run from the parked body
+    log.info("request %s: %d event(s) detected, %d written", request_id, len(events), len(ids))
+    return {"request_id": request_id, "written": len(ids), "event_types": [e["event_type"] for e in events]}
+
+
+def check_file_structure(dataset_id: str, resource_id: str, source_info_url: str, fs_check_info: Any) -> str:
+    """Ask the HXL proxy about a resource, diff its sheets with the last check and report to CKAN."""
+    settings = runtime.current().settings
+    try:
+        proxy = fscheck.fetch_source_info(
+            source_info_url, timeout=float(settings.timeout_sec), user_agent=settings.user_agent
+        )
+        value = fscheck.success_value(fs_check_info, proxy, event_time_now(), resource_id)
+    except HxlProxyError as error:
+        log.warning("resource %s: %s", resource_id, error.message)
+        value = fscheck.error_value(error, event_time_now())
+    try:
+        send_fs_check_result(dataset_id, resource_id, value)
+    except CkanUnavailable as error:
+        log.warning("resource %s: %s; the callback will be retried", resource_id, error.message)
+        queue(FS_CHECK_QUEUE, runtime.current().redis).enqueue(
+            "eventsapi.tasks.send_fs_check_result",
+            dataset_id,
+            resource_id,
+            value,
+            retry=callback_retry(settings.callback_retry_hours),
+            failure_ttl=30 * 24 * 3600,
+            description=f"fs-check callback for resource {resource_id}",
+        )
+    return value["state"]
+
+
+def send_fs_check_result(dataset_id: str, resource_id: str, value: dict[str, Any]) -> None:
+    """POST the check's result to CKAN; raises CkanUnavailable (retried) and fails for good otherwise."""
+    rt = runtime.current()
+    body = fscheck.callback_body(dataset_id, resource_id, value)
+    try:
+        rt.ckan.action(CALLBACK_ACTION, token=rt.settings.fscheck_api_key, body=body)
+    except CkanUnavailable:
+        raise
+    except (CkanError, ConfigurationError) as error:
+        _no_more_retries()
+        log.error("resource %s: fs-check callback refused: %s", resource_id, error.message)
+        raise
+    log.info("resource %s: fs-check result %s sent to CKAN", resource_id, value["state"])
+
+
+def callback_retry(hours: float) -> Retry:
+    """Backoff intervals summing to about ``hours``, the last one repeated."""
+    intervals: list[int] = []
+    budget = hours * 3600
+    while budget > 0:
+        step = CALLBACK_INTERVALS[min(len(intervals), len(CALLBACK_INTERVALS) - 1)]
+        intervals.append(step)
+        budget -= step
+    return Retry(max=len(intervals), interval=intervals)
+
+
+def _no_more_retries() -> None:
+    job = get_current_job()
+    if job is not None:
+        job.retries_left = 0  # a refusal is not transient: go to the failed registry now

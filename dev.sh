@@ -26,7 +26,7 @@ export HDX_GISDB_PASS="${HDX_GISDB_PASS:-gis}"
 export REDIS_STREAM_HOST="${REDIS_STREAM_HOST:-$HDX_REDIS_ADDR}"
 export REDIS_STREAM_PORT="${REDIS_STREAM_PORT:-$HDX_REDIS_PORT}"
 
-DEBIAN_PACKAGES=(redis-server postgresql-15 postgresql-15-postgis-3 gdal-bin python3-venv)
+DEBIAN_PACKAGES=(redis-server postgresql-15 postgresql-15-postgis-3 gdal-bin python3-venv chromium)
 PG_CLUSTER=(15 main)
 TEST_TEMPLATE_DB=hdxrq_template
 

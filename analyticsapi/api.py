@@ -1,7 +1,73 @@
-"""HTTP endpoints of the analyticsapi slice."""
+"""HTTP endpoints of the analyticsapi slice: ``POST /api/send-analytics`` (CONTRACTS.md §2.5)."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import logging
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from redis.exceptions import RedisError
+
+from core.auth import notification_endpoint
+from core.checks import Check, register_check
+
+from . import buffer, trigger
+from .errors import AnalyticsBufferUnavailable, InvalidAnalyticsEvent
+from .events import parse_event
+
+if TYPE_CHECKING:
+    from core.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("analyticsapi", __name__)
+
+
+@bp.post("/api/send-analytics")
+@notification_endpoint
+def send_analytics() -> tuple[Response, int]:
+    """Validate the event, buffer it in one Redis round trip and answer; delivery happens in the workers."""
+    runtime: Runtime = current_app.extensions["hdx"]
+    try:
+        event = parse_event(request.get_json(silent=True))
+        must_request_drain = buffer.append(runtime.redis, event)
+    except InvalidAnalyticsEvent as error:
+        return _failure(error.message, error.http_status)
+    except RedisError as error:
+        log.error("analytics event not buffered: %s", type(error).__name__)
+        unavailable = AnalyticsBufferUnavailable()
+        return _failure(unavailable.message, unavailable.http_status)
+    response = jsonify(success=True)
+    if must_request_drain:
+        response.call_on_close(lambda: _enqueue_drain(runtime))
+    return response, 200
+
+
+def _failure(message: str, status: int) -> tuple[Response, int]:
+    return jsonify(success=False, error=message), status
+
+
+def _enqueue_drain(runtime: Runtime) -> None:
+    """Runs after the response went out; a failure here only delays delivery until the flag expires."""
+    try:
+        trigger.enqueue_drain(runtime.redis, runtime.settings)
+    except Exception:  # the event is buffered: the next request, a tick or a worker start drains it
+        log.exception("could not enqueue the analytics drain")
+
+
+def _buffer_check(runtime: Runtime) -> None:
+    for sink in buffer.SINKS:
+        buffer.SinkBuffer(runtime.redis, sink).backlog()
+
+
+def init_app(app: Flask) -> None:
+    """Register the analytics buffer check."""
+    register_check(
+        app,
+        Check(
+            name="Analytics buffer",
+            type="redis",
+            description="The Redis streams buffering analytics events are readable",
+            run=_buffer_check,
+        ),
+    )

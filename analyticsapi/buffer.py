@@ -1,0 +1,167 @@
+"""The durable Redis buffer between the send-analytics edge and the delivery workers.
+
+One Redis stream per destination (``hdxrq:analytics:stream:mixpanel`` and ``...:ga4``) on the RQ Redis,
+read through one consumer group. Entries are *claimed*, never popped: an entry stays in the group's
+pending list until it was delivered (XACK + XDEL) or dead-lettered, so a worker killed mid-batch loses
+nothing. One sender per destination at a time holds a lease (a redis-py lock); the next holder first
+re-reads the pending entries of the fixed consumer, then new ones.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import ResponseError
+from redis.lock import Lock
+
+from .events import AnalyticsEvent
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+PREFIX = "hdxrq:analytics"
+SINKS: tuple[str, ...] = ("mixpanel", "ga4")
+GROUP = "delivery"
+CONSUMER = "sender"
+"""One consumer per stream: the lease makes sure one process at a time reads as it."""
+DRAIN_REQUESTED_KEY = f"{PREFIX}:drain-requested"
+DRAIN_REQUEST_TTL_SEC = 60
+"""A requested drain that never ran (its enqueue failed) is requested again after this."""
+DEAD_LETTER_KEY = f"{PREFIX}:dead-letter"
+MESSAGE_FIELD = b"m"
+
+
+def stream_key(sink: str) -> str:
+    """The Redis stream buffering the events of destination ``sink``."""
+    return f"{PREFIX}:stream:{sink}"
+
+
+def append(redis: Redis, event: AnalyticsEvent) -> bool:
+    """Buffer ``event`` in one round trip (MULTI/EXEC); return whether a drain must be requested."""
+    with redis.pipeline(transaction=True) as pipe:
+        for sink, message in _messages(event):
+            pipe.xadd(stream_key(sink), {MESSAGE_FIELD: _dumps(message)})
+        pipe.set(DRAIN_REQUESTED_KEY, "1", nx=True, ex=DRAIN_REQUEST_TTL_SEC)
+        results = pipe.execute()
+    return bool(results[-1])
+
+
+def _messages(event: AnalyticsEvent) -> list[tuple[str, dict[str, Any]]]:
+    pairs = [("mixpanel", event.mixpanel), ("ga4", event.ga4)]
+    return [(sink, message) for sink, message in pairs if message is not None]
+
+
+def _dumps(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One buffered event: its stream id and the message the edge stored."""
+
+    id: str
+    message: dict[str, Any]
+
+
+class SinkBuffer:
+    """Claim, acknowledge and dead-letter the entries of one destination's stream."""
+
+    def __init__(self, redis: Redis, sink: str) -> None:
+        self.redis = redis
+        self.sink = sink
+        self.key = stream_key(sink)
+
+    def ensure_group(self) -> None:
+        """Create the consumer group (reading from the stream's start) unless it exists."""
+        try:
+            self.redis.xgroup_create(self.key, GROUP, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    def lease(self, seconds: float) -> Lock:
+        """The lock one sender of this destination holds while it delivers (expires if the holder dies)."""
+        return self.redis.lock(f"{PREFIX}:lease:{self.sink}", timeout=seconds, blocking=False, thread_local=False)
+
+    def lease_remaining(self) -> float:
+        """Seconds until the current lease expires (0 when nobody holds it)."""
+        milliseconds = self.redis.pttl(f"{PREFIX}:lease:{self.sink}")
+        return max(0.0, milliseconds / 1000) if milliseconds and milliseconds > 0 else 0.0
+
+    def claim(self, count: int) -> list[Entry]:
+        """Entries to send next: first those claimed earlier and never acknowledged, then new ones."""
+        entries = self._read("0", count)
+        return entries if entries else self._read(">", count)
+
+    def _read(self, start: str, count: int) -> list[Entry]:
+        reply = self.redis.xreadgroup(GROUP, CONSUMER, {self.key: start}, count=count)
+        entries: list[Entry] = []
+        orphans: list[str] = []
+        for _stream, items in reply or []:
+            for raw_id, fields in items:
+                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                if not fields or MESSAGE_FIELD not in fields:
+                    orphans.append(entry_id)  # deleted while pending: nothing left to deliver
+                    continue
+                entries.append(Entry(entry_id, json.loads(fields[MESSAGE_FIELD])))
+        if orphans:
+            self.ack([Entry(entry_id, {}) for entry_id in orphans])
+        return entries
+
+    def ack(self, entries: list[Entry]) -> None:
+        """Mark ``entries`` delivered and drop them from the stream."""
+        if not entries:
+            return
+        ids = [entry.id for entry in entries]
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.key, GROUP, *ids)
+            pipe.xdel(self.key, *ids)
+            pipe.execute()
+
+    def dead_letter(self, entries: list[Entry], reason: str, status: int | None = None) -> None:
+        """Move ``entries`` to the dead-letter list (with why) and out of the stream, atomically."""
+        if not entries:
+            return
+        failed_at = time.time()
+        records = [
+            _dumps(
+                {"sink": self.sink, "reason": reason, "status": status, "failed_at": failed_at, "message": e.message}
+            )
+            for e in entries
+        ]
+        ids = [entry.id for entry in entries]
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(DEAD_LETTER_KEY, *records)
+            pipe.xack(self.key, GROUP, *ids)
+            pipe.xdel(self.key, *ids)
+            pipe.execute()
+
+    def backlog(self) -> int:
+        """Entries still in the stream (pending or not yet read)."""
+        return int(self.redis.xlen(self.key))
+
+
+def dead_letters(redis: Redis, limit: int | None = None) -> list[dict[str, Any]]:
+    """The dead-lettered events, oldest first (``limit`` caps how many)."""
+    end = -1 if limit is None else max(0, limit - 1)
+    return [json.loads(raw) for raw in redis.lrange(DEAD_LETTER_KEY, 0, end)]
+
+
+def replay_dead_letters(redis: Redis, limit: int | None = None, sink: str | None = None) -> int:
+    """Put dead-lettered events back in their stream (same ``$insert_id``); return how many moved."""
+    moved = 0
+    for raw in redis.lrange(DEAD_LETTER_KEY, 0, -1):
+        if limit is not None and moved >= limit:
+            break
+        record = json.loads(raw)
+        if sink is not None and record.get("sink") != sink:
+            continue
+        with redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(stream_key(record["sink"]), {MESSAGE_FIELD: _dumps(record["message"])})
+            pipe.lrem(DEAD_LETTER_KEY, 1, raw)
+            pipe.execute()
+        moved += 1
+    return moved

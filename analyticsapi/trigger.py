@@ -1,0 +1,92 @@
+"""How delivery runs on ``analytics_q`` without one job per event.
+
+* The edge sets ``drain-requested`` (SET NX, in the same MULTI as the XADD). Only the request that
+  set it enqueues a drain job, after its response is sent; the drain clears the flag when it starts, so
+  events arriving during a drain request the next one. At most one drain is waiting at any time.
+* Every drain ends by scheduling a *tick* (a delayed drain, ``enqueue_in``): soon when a destination is
+  backing off or a lease held by a dead worker must expire, otherwise after ``HDXRQ_ANALYTICS_TICK_SEC``.
+  So events never sit forever, even when an enqueue was lost. Workers also request a drain when they start.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from core.connections import queue
+
+from .buffer import DRAIN_REQUEST_TTL_SEC, DRAIN_REQUESTED_KEY, PREFIX
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+QUEUE_NAME = "analytics_q"
+DRAIN_FUNCTION = "analyticsapi.tasks.drain"
+TICK_KEY = f"{PREFIX}:tick"
+"""Holds the due time (epoch seconds) of the scheduled tick."""
+JOB_RESULT_TTL_SEC = 300
+JOB_FAILURE_TTL_SEC = 7 * 24 * 3600
+
+
+def job_timeout(settings: Settings) -> int:
+    """RQ timeout of a drain: its time budget plus one last batch (HTTP timeout) and the lease."""
+    return int(settings.analytics_drain_budget_sec + 2 * settings.analytics_http_timeout_sec + 60)
+
+
+def enqueue_drain(redis: Redis, settings: Settings, *, trigger: str = "request", delay: float = 0.0) -> str:
+    """Enqueue one drain job (after ``delay`` seconds); return its id."""
+    q = queue(QUEUE_NAME, redis)
+    options = {
+        "job_timeout": job_timeout(settings),
+        "result_ttl": JOB_RESULT_TTL_SEC,
+        "failure_ttl": JOB_FAILURE_TTL_SEC,
+        "description": f"analytics delivery ({trigger})",
+    }
+    if delay > 0:
+        job = q.enqueue_in(timedelta(seconds=delay), DRAIN_FUNCTION, trigger, **options)
+    else:
+        job = q.enqueue(DRAIN_FUNCTION, trigger, **options)
+    return str(job.id)
+
+
+def request_drain(redis: Redis, settings: Settings) -> bool:
+    """Enqueue a drain unless one is already waiting; return whether this call enqueued it."""
+    if not redis.set(DRAIN_REQUESTED_KEY, "1", nx=True, ex=DRAIN_REQUEST_TTL_SEC):
+        return False
+    enqueue_drain(redis, settings)
+    return True
+
+
+def drain_started(redis: Redis) -> None:
+    """Called first thing by a drain: events arriving from now on request the next drain."""
+    redis.delete(DRAIN_REQUESTED_KEY)
+
+
+def schedule_tick(redis: Redis, settings: Settings, delay: float, *, now: float | None = None) -> bool:
+    """Make sure a drain runs within ``delay`` seconds; return whether a new tick was scheduled.
+
+    A tick already due sooner is kept; an earlier one replaces the flag (an extra drain is harmless).
+    """
+    now = time.time() if now is None else now
+    due = now + max(0.0, delay)
+    current = redis.get(TICK_KEY)
+    if current is not None and float(current) <= due + 1.0:
+        return False
+    # The flag outlives its tick a little: if the tick job is lost, the next drain schedules another.
+    redis.set(TICK_KEY, repr(due), ex=int(delay) + job_timeout(settings) + 60)
+    enqueue_drain(redis, settings, trigger="tick", delay=delay)
+    return True
+
+
+def tick_started(redis: Redis, now: float | None = None) -> None:
+    """Called by a tick drain: forget a due time that has passed, so the next tick can be scheduled."""
+    now = time.time() if now is None else now
+    current = redis.get(TICK_KEY)
+    if current is not None and float(current) <= now + 1.0:
+        redis.delete(TICK_KEY)

@@ -1,0 +1,212 @@
+"""Layer tables in PostGIS: names, the staging-to-live swap, metadata for CKAN, deletion.
+
+A layer is ``public.<layer_id>`` (CONTRACTS.md §2.2): ``ogc_fid`` integer key, ``wkb_geometry`` in
+EPSG:4326. Imports load into ``hdxrq_staging.<random>`` and :func:`finalize_and_swap` turns that table
+into the live one in a single transaction, so map readers only ever see the old or the new table.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from .errors import FetchBoundingBoxProblem, ImportSuperseded, NoLayerFound
+
+if TYPE_CHECKING:
+    import psycopg
+
+STAGING_SCHEMA = "hdxrq_staging"
+GEOMETRY_COLUMN = "wkb_geometry"
+FID_COLUMN = "ogc_fid"
+MAP_TYPES = ("character varying", "integer", "numeric")
+"""Column types the map in CKAN requests; other attribute columns are converted to one of these."""
+_NUMERIC_SOURCES = {"double precision", "real", "bigint", "smallint"}
+
+
+@dataclass(frozen=True)
+class LayerMetadata:
+    """What CKAN is told about a live layer table."""
+
+    bounding_box: str
+    layer_fields: list[dict[str, str]]
+    feature_count: int
+
+
+def layer_id_for(resource_id: str, prefix: str) -> str:
+    """``<prefix>_`` + the resource id with every non-alphanumeric character replaced by ``_``."""
+    return f"{prefix}_" + re.sub(r"[^A-Za-z0-9]", "_", resource_id)
+
+
+def new_staging_name() -> str:
+    """A fresh, short staging table name (index and sequence names derived from it stay under 63 bytes)."""
+    return f"s_{secrets.token_hex(8)}"
+
+
+def ensure_staging_schema(conn: psycopg.Connection) -> None:
+    """Create the staging schema once (concurrent workers may race: IF NOT EXISTS can still collide)."""
+    exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (STAGING_SCHEMA,)).fetchone()
+    if exists is None:
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(STAGING_SCHEMA)))
+        except Exception:
+            if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (STAGING_SCHEMA,)).fetchone() is None:
+                raise
+
+
+def drop_staging(conn: psycopg.Connection, staging: str) -> None:
+    """Drop a staging table if it is still there."""
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}.{}").format(sql.Identifier(STAGING_SCHEMA), sql.Identifier(staging)))
+
+
+def finalize_and_swap(
+    conn: psycopg.Connection,
+    staging: str,
+    layer_id: str,
+    *,
+    logged: bool,
+    still_current: Callable[[], bool] | None = None,
+) -> tuple[int, LayerMetadata]:
+    """Clean, index and analyse the staging table, then make it ``public.<layer_id>``: one transaction.
+
+    Returns the number of features removed for coordinates outside ±180/±90 and the live layer's metadata.
+    Raises :class:`ImportSuperseded` (rolling everything back) when ``still_current()`` says a newer
+    import of the same resource was requested.
+    """
+    table = sql.Identifier(STAGING_SCHEMA, staging)
+    with conn.transaction():
+        removed = _remove_out_of_range(conn, table)
+        _convert_columns_for_map(conn, staging)
+        if logged:
+            conn.execute(sql.SQL("ALTER TABLE {} SET LOGGED").format(table))
+        conn.execute(
+            sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
+                sql.Identifier(f"{staging}_geom_idx"), table, sql.Identifier(GEOMETRY_COLUMN)
+            )
+        )
+        conn.execute(sql.SQL("ANALYZE {}").format(table))
+        # Serialise swaps of one layer; the newest request is checked under the lock, so an older import
+        # finishing late can never replace a newer table.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"hdxrq-layer:{layer_id}",))
+        if still_current is not None and not still_current():
+            raise ImportSuperseded(layer_id)
+        _replace_live_table(conn, staging, layer_id)
+        metadata = describe_layer(conn, layer_id)
+    return removed, metadata
+
+
+def _remove_out_of_range(conn: psycopg.Connection, table: sql.Composable) -> int:
+    query = sql.SQL(
+        "DELETE FROM {table} WHERE {g} IS NOT NULL AND NOT ST_IsEmpty({g}) AND "
+        "(ST_XMin({g}) < -180 OR ST_XMax({g}) > 180 OR ST_YMin({g}) < -90 OR ST_YMax({g}) > 90)"
+    ).format(table=table, g=sql.Identifier(GEOMETRY_COLUMN))
+    return conn.execute(query).rowcount
+
+
+def _convert_columns_for_map(conn: psycopg.Connection, staging: str) -> None:
+    """Give every attribute a type the map requests (one table rewrite, only when something needs it)."""
+    rows = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+        (STAGING_SCHEMA, staging),
+    ).fetchall()
+    changes = [
+        _conversion(name, data_type)
+        for name, data_type in rows
+        if name not in (FID_COLUMN, GEOMETRY_COLUMN) and data_type not in MAP_TYPES
+    ]
+    if changes:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ").format(sql.Identifier(STAGING_SCHEMA, staging)) + sql.SQL(", ").join(changes)
+        )
+
+
+def _conversion(column: str, data_type: str) -> sql.Composable:
+    target = "numeric" if data_type in _NUMERIC_SOURCES else "character varying"
+    return sql.SQL("ALTER COLUMN {c} TYPE {t} USING {c}::{t}").format(c=sql.Identifier(column), t=sql.SQL(target))
+
+
+def _replace_live_table(conn: psycopg.Connection, staging: str, layer_id: str) -> None:
+    live = sql.Identifier("public", layer_id)
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(live))
+    conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA public").format(sql.Identifier(STAGING_SCHEMA, staging)))
+    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier("public", staging), sql.Identifier(layer_id)))
+    renames = {
+        f"{staging}_pkey": f"{layer_id}_pkey",
+        f"{staging}_geom_idx": f"{layer_id}_wkb_geometry_geom_idx",
+        f"{staging}_{FID_COLUMN}_seq": f"{layer_id}_{FID_COLUMN}_seq",
+    }
+    for old, new in renames.items():
+        conn.execute(
+            sql.SQL("ALTER INDEX IF EXISTS {} RENAME TO {}").format(sql.Identifier("public", old), sql.Identifier(new))
+            if not old.endswith("_seq")
+            else sql.SQL("ALTER SEQUENCE IF EXISTS {} RENAME TO {}").format(
+                sql.Identifier("public", old), sql.Identifier(new)
+            )
+        )
+
+
+def describe_layer(conn: psycopg.Connection, layer_id: str) -> LayerMetadata:
+    """Bounding box (``ST_Extent::text``), columns in order (schema ``public`` only) and feature count."""
+    try:
+        fields = conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+            (layer_id,),
+        ).fetchall()
+        row = conn.execute(
+            sql.SQL("SELECT ST_Extent({g})::text, count(*) FROM {t}").format(
+                g=sql.Identifier(GEOMETRY_COLUMN), t=sql.Identifier("public", layer_id)
+            )
+        ).fetchone()
+    except Exception as error:
+        raise FetchBoundingBoxProblem(f"Could not read the imported layer: {type(error).__name__}") from error
+    assert row is not None
+    box, count = row
+    if count == 0 or box is None:
+        raise NoLayerFound("The file has no features with coordinates inside ±180/±90")
+    return LayerMetadata(
+        bounding_box=box,
+        layer_fields=[{"field_name": name, "data_type": data_type} for name, data_type in fields],
+        feature_count=count,
+    )
+
+
+def drop_layer(conn: psycopg.Connection, layer_id: str) -> bool:
+    """Drop ``public.<layer_id>``; whether it existed."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"hdxrq-layer:{layer_id}",))
+        existed = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'public."{layer_id}"',)).fetchone()
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier("public", layer_id)))
+    return bool(existed and existed[0])
+
+
+def list_layer_tables(conn: psycopg.Connection, prefix: str) -> list[str]:
+    """Tables of schema ``public`` whose names start with ``<prefix>_`` (compared literally, no LIKE)."""
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND left(c.relname, %s) = %s ORDER BY c.relname",
+        (len(prefix) + 1, f"{prefix}_"),
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+def drop_layers(conn: psycopg.Connection, layer_ids: Iterable[str]) -> None:
+    """Drop several layer tables, one transaction each."""
+    for layer_id in layer_ids:
+        drop_layer(conn, layer_id)
+
+
+def staging_tables(conn: psycopg.Connection) -> list[tuple[str, Any]]:
+    """Staging tables with their creation-ish age (for sweeping leftovers of killed imports)."""
+    rows = conn.execute(
+        "SELECT c.relname, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind = 'r'",
+        (STAGING_SCHEMA,),
+    ).fetchall()
+    return [(name, oid) for name, oid in rows]

@@ -1,0 +1,204 @@
+"""The import pipeline: a local file or URL in, a live PostGIS layer and its metadata out.
+
+:func:`run_import` is the public, stable entry point: the job on ``geo_q``, ``./hdxrq.py import`` and
+other slices' tests (tiles) all call it. It raises :class:`~importapi.errors.ImportProblem` subclasses
+with wire codes, or :class:`~importapi.errors.ImportSuperseded`; it always removes its temporary folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core import runtime
+from core.postgis import connect
+from core.progress import report_progress
+from core.settings import Settings
+
+from . import archive, encoding, layers, ogr
+from .download import download, redact_url
+from .errors import FolderCreationProblem, ImportSuperseded, PushingToPostgisProblem, UnsupportedFormat
+
+log = logging.getLogger(__name__)
+
+JOB_DIR_PREFIX = "hdxrq-import-"
+"""Job folders are ``<gis_tmp>/hdxrq-import-<pid>-<random>``; the worker start-up sweep relies on it."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """A layer that is live in ``public.<layer_id>``."""
+
+    layer_id: str
+    bounding_box: str
+    layer_fields: list[dict[str, str]]
+    feature_count: int
+    removed_features: int
+    source_file: str
+    source_layer: str
+    driver: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def message(self) -> str:
+        if self.removed_features:
+            return f"Import successful. But {self.removed_features} invalid features were deleted"
+        return "Import successful"
+
+    def shape_info(self) -> dict[str, Any]:
+        """The success ``shape_info`` of CONTRACTS.md §2.2 (keys in contract order)."""
+        return {
+            "state": "success",
+            "message": self.message,
+            "layer_id": self.layer_id,
+            "error_type": "None",
+            "error_class": "None",
+            "bounding_box": self.bounding_box,
+            "layer_fields": self.layer_fields,
+        }
+
+
+def run_import(
+    source: str | os.PathLike[str],
+    layer_id: str,
+    *,
+    settings: Settings | None = None,
+    still_current: Callable[[], bool] | None = None,
+) -> ImportResult:
+    """Import a local file or an http(s) URL into ``public.<layer_id>`` and describe the result.
+
+    ``settings`` defaults to the process runtime's. ``still_current()``, when given, is asked before
+    loading and inside the swap transaction; returning False abandons the import (ImportSuperseded)
+    without touching the live table.
+    """
+    settings = settings or runtime.current().settings
+    with job_directory(settings) as work:
+        path = _fetch(str(source), work, settings)
+        report_progress("unpacking", None)
+        chosen, config = _prepare(path, work, settings)
+        report_progress("inspecting", None)
+        info = ogr.inspect(chosen, work)
+        if still_current is not None and not still_current():
+            raise ImportSuperseded(layer_id)
+        return _load_and_swap(info, config, layer_id, work, settings, still_current)
+
+
+@contextmanager
+def job_directory(settings: Settings) -> Iterator[Path]:
+    """A fresh folder for one import, removed whatever happens."""
+    base = Path(settings.gis_tmp) if settings.gis_tmp else Path(tempfile.gettempdir())
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f"{JOB_DIR_PREFIX}{os.getpid()}-", dir=base))
+    except OSError as error:
+        raise FolderCreationProblem(f"Could not create a temporary folder: {error.strerror}") from None
+    try:
+        yield path
+    finally:
+        archive.remove_tree(path)
+
+
+def _fetch(source: str, work: Path, settings: Settings) -> Path:
+    if source.lower().startswith(("http://", "https://")):
+        report_progress("downloading", 0.0)
+        target = work / "download"
+        target.mkdir()
+        done = download(source, target, settings, on_progress=lambda pct: report_progress("downloading", pct))
+        log.info("downloaded %s (%d bytes)", redact_url(source), done.size)
+        return done.path
+    path = Path(source)
+    if not path.is_file():
+        raise UnsupportedFormat(f"No such file: {path.name}")
+    return path
+
+
+def _prepare(path: Path, work: Path, settings: Settings) -> tuple[Path, dict[str, str]]:
+    """Unpack archives (two levels: a KMZ inside a zip), pick the file, fix its text encoding."""
+    limits = archive.ArchiveLimits.from_settings(settings)
+    for depth in range(3):
+        if archive.sniff_kind(path) != "zip":
+            break
+        if depth == 2:
+            raise UnsupportedFormat("Archives nested more than two levels are not supported")
+        folder = work / f"unpacked{depth}"
+        path = archive.choose_source(archive.unpack_zip(path, folder, limits), folder)
+    kind = _source_kind(path)
+    if kind == "geojson":
+        return encoding.utf8_copy(path, work), {}
+    if kind == "shp":
+        return path, encoding.shapefile_config(path)
+    return path, {}
+
+
+def _source_kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".shp":
+        return "shp"
+    sniffed = archive.sniff_kind(path)
+    if sniffed != "unknown":
+        return sniffed
+    raise UnsupportedFormat(f"{path.name or 'The file'} is not a GeoJSON, KML, KMZ, GeoPackage or zipped Shapefile")
+
+
+def _load_and_swap(
+    info: ogr.SourceInfo,
+    config: dict[str, str],
+    layer_id: str,
+    work: Path,
+    settings: Settings,
+    still_current: Callable[[], bool] | None,
+) -> ImportResult:
+    staging = layers.new_staging_name()
+    try:
+        conn = connect(settings, autocommit=True)
+    except Exception as error:
+        raise PushingToPostgisProblem(f"Cannot connect to PostGIS: {type(error).__name__}") from None
+    with conn:
+        layers.ensure_staging_schema(conn)
+        # Held while the staging table exists: the start-up sweep leaves locked staging tables alone.
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"hdxrq-staging:{staging}",))
+        try:
+            report_progress("loading", 0.0)
+            ogr.load(info, _load_options(settings, staging, config), work, lambda p: report_progress("loading", p))
+            report_progress("finalizing", None)
+            removed, meta = layers.finalize_and_swap(
+                conn, staging, layer_id, logged=settings.layer_tables_logged, still_current=still_current
+            )
+        finally:
+            layers.drop_staging(conn, staging)
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"hdxrq-staging:{staging}",))
+    return ImportResult(
+        layer_id=layer_id,
+        bounding_box=meta.bounding_box,
+        layer_fields=meta.layer_fields,
+        feature_count=meta.feature_count,
+        removed_features=removed,
+        source_file=_display_name(info.path, work),
+        source_layer=info.layer.name,
+        driver=info.driver,
+    )
+
+
+def _load_options(settings: Settings, staging: str, config: dict[str, str]) -> ogr.LoadOptions:
+    password = settings.gisdb_password.get_secret_value() if settings.gisdb_password else None
+    return ogr.LoadOptions(
+        conninfo=settings.postgres_conninfo(with_password=False).replace("'hdxrq'", "'hdxrq-import'"),
+        password=password,
+        schema=layers.STAGING_SCHEMA,
+        table=staging,
+        timeout_sec=settings.ogr_timeout_sec,
+        config=config,
+    )
+
+
+def _display_name(path: Path, work: Path) -> str:
+    try:
+        return str(path.relative_to(work))
+    except ValueError:
+        return path.name

@@ -95,7 +95,8 @@ def parse_add_job(body: Any, settings: Settings, now: datetime) -> ScheduleSpec:
     action = parse_action(body.get("action"), settings.scheduler_allowed_actions)
     method = parse_method(body.get("method"))
     params = parse_params(body.get("api_params"), method, settings.secret_values())
-    start = int(now.timestamp()) + parse_delay_seconds(body)
+    delay = parse_delay_seconds(body)
+    start = math.ceil(now.timestamp() + delay)
     cron, interval = body.get("cron"), body.get("interval_minutes")
     if cron not in (None, "") and interval not in (None, ""):
         raise InvalidSchedule("give either cron or interval_minutes, not both")
@@ -104,7 +105,7 @@ def parse_add_job(body: Any, settings: Settings, now: datetime) -> ScheduleSpec:
         return ScheduleSpec(action, method, Kind.CRON, next_cron_tick(expression, start), params, cron=expression)
     if interval not in (None, ""):
         minutes = parse_interval(interval)
-        first = start if start > int(now.timestamp()) else start + minutes * 60
+        first = start if delay > 0 else start + minutes * 60
         return ScheduleSpec(action, method, Kind.INTERVAL, first, params, interval_minutes=minutes)
     return ScheduleSpec(action, method, Kind.ONCE, start, params)
 
@@ -145,7 +146,7 @@ def parse_params(value: Any, method: str, secrets: list[str]) -> dict[str, Any]:
     return value
 
 
-def parse_delay_seconds(body: dict[str, Any]) -> int:
+def parse_delay_seconds(body: dict[str, Any]) -> float:
     """The one-shot delay (or first-run delay) from ``sch_days``, ``sch_hours`` and ``sch_minutes``."""
     parts = {unit: _non_negative_number(name, body.get(name)) for name, unit in DELAY_FIELDS.items()}
     try:
@@ -154,7 +155,7 @@ def parse_delay_seconds(body: dict[str, Any]) -> int:
         delay = timedelta.max
     if delay > MAX_DELAY:
         raise InvalidSchedule("the delay is longer than a year")
-    return math.ceil(delay.total_seconds())
+    return delay.total_seconds()
 
 
 def parse_cron(value: Any) -> str:

@@ -76,10 +76,10 @@ def test_a_500_is_retried_through_rq_and_the_success_recorded(
     [job] = list_jobs()
     assert job["last_run"]["status"] == 500 and job["runs"] == 0 and job["state"] == "done"
     assert len(clock.pending_job_ids()) == 1  # the retry, scheduled by rq's Retry (30 s by default)
-    clock.enqueue_due(datetime.now(UTC) + timedelta(seconds=29))
+    clock.enqueue_due(datetime.now(UTC) + timedelta(seconds=25))
     assert burst_worker("default_scheduler_q") is False
 
-    clock.enqueue_due(datetime.now(UTC) + timedelta(seconds=31))
+    clock.enqueue_due(datetime.now(UTC) + timedelta(seconds=35))
     burst_worker("default_scheduler_q")
 
     calls = fake_ckan.action_calls("package_patch")

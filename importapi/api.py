@@ -1,7 +1,107 @@
-"""HTTP endpoints of the importapi slice."""
+"""HTTP endpoints of the importapi slice (CONTRACTS.md §2.1, §2.3, §2.4): thin views over :mod:`.service`."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from core.auth import check_admin, notification_endpoint
+from core.errors import HdxError
+from core.runtime import Runtime
+
+from . import service
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("importapi", __name__)
+
+ACCEPTED = {
+    "state": "processing",
+    "message": "The processing of the geo-preview has started",
+    "layer_id": "None",
+    "error_type": "None",
+    "error_class": "None",
+}
+DELETE_STARTED = {"state": "started", "message": "None", "error_type": "None", "error_class": "None"}
+
+
+def _runtime() -> Runtime:
+    return current_app.extensions["hdx"]  # type: ignore[no-any-return]
+
+
+def _safe_message(error: Exception) -> str:
+    return error.message if isinstance(error, HdxError) else (str(error) or type(error).__name__)[:300]
+
+
+@bp.get("/api/add-layer/dataset/<dataset_id>/resource/<resource_id>")
+@notification_endpoint
+def add_layer(dataset_id: str, resource_id: str) -> Response:
+    """Queue the import of a resource's file; answer at once."""
+    url = request.args.get("resource_download_url", "").strip()
+    url_type = request.args.get("url_type", "")
+    try:
+        service.request_import(_runtime(), dataset_id, resource_id, url, url_type)
+    except Exception as error:
+        log.warning("add-layer for resource %s refused: %s", resource_id, type(error).__name__)
+        return jsonify(
+            state="failure",
+            message=_safe_message(error),
+            layer_id="None",
+            error_type="transformation-init-problem",
+            error_class=type(error).__name__,
+        )
+    return jsonify(ACCEPTED)
+
+
+@bp.post("/api/delete-one-layer/<resource_id>")
+@notification_endpoint
+def delete_one_layer(resource_id: str) -> tuple[Response, int]:
+    """Drop the resource's layer (200 also when it is already gone)."""
+    try:
+        service.delete_one_layer(_runtime(), resource_id)
+    except Exception as error:
+        log.exception("delete-one-layer for resource %s failed", resource_id)
+        body = {**DELETE_STARTED, "state": "failure", "message": "Could not delete the layer"}
+        return jsonify({**body, "error_type": "pushing-to-postgis-problem", "error_class": type(error).__name__}), 500
+    return jsonify(DELETE_STARTED), 200
+
+
+@bp.get("/api/delete-layers")
+@notification_endpoint
+def delete_layers() -> Response:
+    """Report the layers whose resource CKAN no longer has (dry run)."""
+    return _delete_layers(dry_run=True)
+
+
+@bp.get("/api/delete-layers/dry-run/<flag>")
+@notification_endpoint
+def delete_layers_dry_run(flag: str) -> Response:
+    """``false`` deletes them and needs the admin token; anything else is a dry run."""
+    dry_run = flag.lower() != "false"
+    if not dry_run:
+        check_admin()
+    return _delete_layers(dry_run=dry_run)
+
+
+def _delete_layers(*, dry_run: bool) -> Response:
+    try:
+        report = service.delete_orphaned_layers(_runtime(), dry_run=dry_run)
+    except Exception as error:
+        log.warning("delete-layers failed: %s", type(error).__name__)
+        return jsonify(_orphan_body("failure", _safe_message(error), [], dry_run, error))
+    return jsonify(_orphan_body(report.state, report.message, report.items, dry_run, None))
+
+
+def _orphan_body(state: str, message: str, items: list[str], dry_run: bool, error: Exception | None) -> dict[str, Any]:
+    code = error.error_type if isinstance(error, HdxError) else ("unknown" if error else "None")
+    return {
+        "state": state,
+        "message": message,
+        "count": len(items),
+        "items": items,
+        "dry-run": dry_run,
+        "error_type": code,
+        "error_class": type(error).__name__ if error else "None",
+    }

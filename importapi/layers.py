@@ -11,7 +11,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from psycopg import sql
 
@@ -135,7 +135,8 @@ def _replace_live_table(conn: psycopg.Connection, staging: str, layer_id: str) -
     live = sql.Identifier("public", layer_id)
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(live))
     conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA public").format(sql.Identifier(STAGING_SCHEMA, staging)))
-    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(sql.Identifier("public", staging), sql.Identifier(layer_id)))
+    moved = sql.Identifier("public", staging)
+    conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(moved, sql.Identifier(layer_id)))
     renames = {
         f"{staging}_pkey": f"{layer_id}_pkey",
         f"{staging}_geom_idx": f"{layer_id}_wkb_geometry_geom_idx",
@@ -202,11 +203,11 @@ def drop_layers(conn: psycopg.Connection, layer_ids: Iterable[str]) -> None:
         drop_layer(conn, layer_id)
 
 
-def staging_tables(conn: psycopg.Connection) -> list[tuple[str, Any]]:
-    """Staging tables with their creation-ish age (for sweeping leftovers of killed imports)."""
+def staging_tables(conn: psycopg.Connection) -> list[str]:
+    """Names of the tables in the staging schema."""
     rows = conn.execute(
-        "SELECT c.relname, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relkind = 'r'",
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind = 'r' ORDER BY c.relname",
         (STAGING_SCHEMA,),
     ).fetchall()
-    return [(name, oid) for name, oid in rows]
+    return [name for (name,) in rows]

@@ -1,0 +1,155 @@
+"""Job functions on ``geo_q``: the import of a resource and its callback to CKAN.
+
+``import_resource`` runs as job ``geopreview-<resource_id>`` (one stable id per resource, so "the latest
+import of resource R" is one lookup) and imports the newest request recorded for the resource
+(:mod:`importapi.requests_state`), again if a newer one arrived meanwhile. Its outcome, success or failure,
+is always handed to ``send_callback``, a separate job with durable retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rq import Retry
+from rq.timeouts import JobTimeoutException
+
+from core import runtime
+from core.connections import queue
+from core.errors import HdxError
+from core.progress import report_progress
+from core.runtime import Runtime
+
+from . import callback
+from .download import redact_url
+from .errors import ImportProblem, ImportSuperseded, ImportTimeout
+from .layers import layer_id_for
+from .pipeline import run_import
+from .requests_state import ImportRequest, RequestState
+
+log = logging.getLogger(__name__)
+
+QUEUE = "geo_q"
+IMPORT_RETRY = Retry(max=2, interval=[30, 120])
+"""Re-runs an import whose worker died (rq re-queues abandoned jobs that have retries left)."""
+CALLBACK_TIMEOUT_SEC = 120
+
+
+def import_job_id(resource_id: str) -> str:
+    """The RQ job id of a resource's import: stable, one per resource."""
+    return f"geopreview-{resource_id}"
+
+
+def import_job_timeout(rt: Runtime) -> int:
+    """Room for two complete attempts (download, load and finish) before rq stops the job."""
+    return 2 * (rt.settings.timeout_sec + rt.settings.ogr_timeout_sec + 300)
+
+
+def enqueue_import(rt: Runtime, resource_id: str) -> None:
+    """Put ``import_resource(resource_id)`` on ``geo_q`` under its stable id."""
+    queue(QUEUE, rt.redis).enqueue(
+        import_resource,
+        resource_id,
+        job_id=import_job_id(resource_id),
+        job_timeout=import_job_timeout(rt),
+        retry=IMPORT_RETRY,
+        result_ttl=7 * 24 * 3600,
+        failure_ttl=30 * 24 * 3600,
+        description=f"geopreview import of resource {resource_id}",
+    )
+
+
+def import_resource(resource_id: str) -> dict[str, Any]:
+    """Import the newest requested file of ``resource_id`` and queue the callback; safe to run twice."""
+    rt = runtime.current()
+    state = RequestState(rt.redis, resource_id)
+    outcome: dict[str, Any] = {"resource_id": resource_id, "state": "nothing-to-do"}
+    while True:
+        request = state.read()
+        if request is None:
+            if state.finish(state.generation()):
+                return outcome
+            continue
+        try:
+            shape_info = _import_once(rt, resource_id, request, state)
+        except JobTimeoutException:
+            state.release()
+            error = ImportTimeout("The import took longer than the job time limit")
+            queue_callback(rt, resource_id, callback.failure_shape_info(_layer_id(rt, resource_id), error), None)
+            raise
+        if shape_info is not None:
+            queue_callback(rt, resource_id, shape_info, request.generation)
+            outcome = {"resource_id": resource_id, "generation": request.generation, **_summary(shape_info)}
+        if state.finish(request.generation):
+            return outcome
+        log.info("a newer request for resource %s arrived: importing again", resource_id)
+
+
+def _import_once(rt: Runtime, resource_id: str, request: ImportRequest, state: RequestState) -> dict[str, Any] | None:
+    """The ``shape_info`` to send for this request, or None when a newer request superseded it."""
+    layer_id = _layer_id(rt, resource_id)
+    log.info("importing resource %s from %s (generation %d)", resource_id, redact_url(request.url), request.generation)
+    try:
+        result = run_import(
+            request.url,
+            layer_id,
+            settings=rt.settings,
+            still_current=lambda: state.generation() == request.generation,
+        )
+    except ImportSuperseded:
+        log.info("import of resource %s generation %d superseded", resource_id, request.generation)
+        return None
+    except ImportProblem as error:
+        log.warning("import of resource %s failed: %s (%s)", resource_id, error.message, error.error_type)
+        return callback.failure_shape_info(layer_id, error)
+    except JobTimeoutException:
+        raise
+    except Exception:
+        log.exception("unexpected failure importing resource %s", resource_id)
+        return callback.failure_shape_info(layer_id, ImportProblem())
+    log.info("imported %d features into %s", result.feature_count, layer_id)
+    return result.shape_info()
+
+
+def _layer_id(rt: Runtime, resource_id: str) -> str:
+    return layer_id_for(resource_id, rt.settings.table_name_prefix)
+
+
+def _summary(shape_info: dict[str, Any]) -> dict[str, Any]:
+    return {key: shape_info[key] for key in ("state", "message", "layer_id", "error_type")}
+
+
+def queue_callback(rt: Runtime, resource_id: str, shape_info: dict[str, Any], generation: int | None) -> None:
+    """Queue the durable delivery of ``shape_info`` to CKAN (``generation`` orders callbacks of a resource)."""
+    report_progress("calling back", None)
+    suffix = f"-{generation}" if generation is not None else ""
+    queue(QUEUE, rt.redis).enqueue(
+        send_callback,
+        resource_id,
+        shape_info,
+        generation,
+        job_id=f"geopreview-callback-{resource_id}{suffix}",
+        job_timeout=CALLBACK_TIMEOUT_SEC,
+        retry=callback.retry_policy(rt.settings),
+        result_ttl=24 * 3600,
+        failure_ttl=30 * 24 * 3600,
+        description=f"geopreview callback for resource {resource_id}",
+    )
+
+
+def send_callback(resource_id: str, shape_info: dict[str, Any], generation: int | None = None) -> str:
+    """POST ``shape_info`` to CKAN; raising makes rq retry it later (see :func:`callback.retry_policy`)."""
+    rt = runtime.current()
+    state = RequestState(rt.redis, resource_id)
+    if generation is not None and state.delivered_generation() > generation:
+        log.info("callback for resource %s generation %d dropped: a newer one was delivered", resource_id, generation)
+        return "dropped"
+    try:
+        callback.deliver(rt.ckan, rt.settings, resource_id, shape_info)
+    except HdxError as error:
+        log.warning("callback for resource %s not delivered: %s; will retry", resource_id, error.message)
+        raise
+    if generation is not None:
+        state.mark_delivered(generation)
+    log.info("callback for resource %s delivered (%s)", resource_id, shape_info.get("state"))
+    return "delivered"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -27,3 +28,9 @@ def polygon_layer(postgis_db: str, layer_dir: Path) -> str:
 def point_layer(postgis_db: str, layer_dir: Path) -> str:
     load_layer(postgis_db, POINTS, point_features(), layer_dir)
     return POINTS
+
+
+@pytest.fixture
+def fake_ckan() -> SimpleNamespace:
+    """Tiles never call CKAN: an address instead of the recording server (whose shutdown takes 0.5 s)."""
+    return SimpleNamespace(base_url="http://127.0.0.1:9/api/action")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -13,7 +14,7 @@ from core.checks import Check, register_check
 
 from . import buffer, trigger
 from .errors import AnalyticsBufferUnavailable, InvalidAnalyticsEvent
-from .events import parse_event
+from .events import AnalyticsEvent, parse_event
 
 if TYPE_CHECKING:
     from core.runtime import Runtime
@@ -29,8 +30,8 @@ def send_analytics() -> tuple[Response, int]:
     """Validate the event, buffer it in one Redis round trip and answer; delivery happens in the workers."""
     runtime: Runtime = current_app.extensions["hdx"]
     try:
-        event = parse_event(request.get_json(silent=True))
-        must_request_drain = buffer.append(runtime.redis, event)
+        event = _deliverable(parse_event(request.get_json(silent=True)), runtime)
+        must_request_drain = buffer.append(runtime.redis, event) if event.mixpanel or event.ga4 else False
     except InvalidAnalyticsEvent as error:
         return _failure(error.message, error.http_status)
     except RedisError as error:
@@ -41,6 +42,15 @@ def send_analytics() -> tuple[Response, int]:
     if must_request_drain:
         response.call_on_close(lambda: _enqueue_drain(runtime))
     return response, 200
+
+
+def _deliverable(event: AnalyticsEvent, runtime: Runtime) -> AnalyticsEvent:
+    """Without GA4 credentials there is nowhere to send GA hits: they are not buffered (and counted as such)."""
+    settings = runtime.settings
+    if event.ga4 is not None and not (settings.ga4_measurement_id and settings.ga4_api_secret):
+        log.debug("GA4 is not configured (GA4_MEASUREMENT_ID, GA4_API_SECRET): GA hit not buffered")
+        return replace(event, ga4=None)
+    return event
 
 
 def _failure(message: str, status: int) -> tuple[Response, int]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 SINK = "mixpanel"
 IMPORT_PATH = "/import"
+READ_COUNT = 4000
 
 
 class _HttpFailure(Exception):
@@ -80,7 +81,8 @@ class MixpanelSender:
 
     def __init__(self, settings: Settings) -> None:
         self.batch_size = settings.analytics_mixpanel_batch_size
-        self.read_count = settings.analytics_mixpanel_batch_size
+        # Read wider than one batch so that interleaved projects still fill their batches.
+        self.read_count = max(READ_COUNT, settings.analytics_mixpanel_batch_size)
         self._consumer = Consumer(
             import_url=settings.mixpanel_api_url + IMPORT_PATH,
             request_timeout=settings.analytics_http_timeout_sec,

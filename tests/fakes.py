@@ -249,3 +249,60 @@ class FakeCkan(FakeService):
 
     def script_action(self, action: str, *replies: Responder, method: str = "POST") -> None:
         self.script(method, self.action_path(action), *replies)
+
+
+class FakeMixpanel(FakeService):
+    """Mixpanel's ingestion API (``/import`` and ``/track``), as the official library calls it.
+
+    The library POSTs a form with ``data=<JSON array of events>`` and reads ``{"status": 1}`` on success;
+    ``/import`` authenticates with the project token as the basic-auth user name.
+    """
+
+    PATHS = ("/import", "/track")
+
+    def __init__(self) -> None:
+        super().__init__("fake-mixpanel")
+        for path in self.PATHS:
+            self.route("POST", path, json_reply({"status": 1, "error": None}))
+
+    @staticmethod
+    def events_in(call: Call) -> list[dict[str, Any]]:
+        """The events one request carried."""
+        form = parse_qs(call.body.decode())
+        events = json.loads(form["data"][0])
+        return events if isinstance(events, list) else [events]
+
+    @staticmethod
+    def token_of(call: Call) -> str | None:
+        """The basic-auth user name of a request (the project token for ``/import``)."""
+        import base64
+
+        scheme, _, value = (call.header("Authorization") or "").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        return base64.b64decode(value).decode().partition(":")[0]
+
+    def import_calls(self) -> list[Call]:
+        return self.calls_to("/import", "POST")
+
+    def imported_events(self) -> list[dict[str, Any]]:
+        """Every event of every ``/import`` request, in order (including requests answered with an error)."""
+        return [event for call in self.import_calls() for event in self.events_in(call)]
+
+
+class FakeGa4(FakeService):
+    """GA4's Measurement Protocol collect endpoint: ``POST /mp/collect?measurement_id=..&api_secret=..``."""
+
+    PATH = "/mp/collect"
+
+    def __init__(self) -> None:
+        super().__init__("fake-ga4")
+        self.route("POST", self.PATH, Reply(status=204))
+
+    @property
+    def endpoint(self) -> str:
+        """What ``GA4_ENDPOINT`` is set to."""
+        return self.url + self.PATH
+
+    def collect_calls(self) -> list[Call]:
+        return self.calls_to(self.PATH, "POST")

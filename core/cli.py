@@ -52,7 +52,7 @@ def main(args: Sequence[str] | None = None) -> None:
     cli.main(args=args, prog_name="hdxrq.py", default_map=rq_defaults(settings), obj=runtime)
 
 
-COMMAND_MODULES: tuple[str, ...] = ("core.serve", "scheduler.cli", "eventsapi.cli", "importapi.cli")
+COMMAND_MODULES: tuple[str, ...] = ("core.serve", "scheduler.cli", "eventsapi.cli", "importapi.cli", "analyticsapi.cli")
 """Modules that attach their commands to :data:`cli` when imported (each slice adds its ``cli`` module)."""
 
 

@@ -29,7 +29,11 @@ from .metrics import record_job
 
 log = logging.getLogger(__name__)
 
-STARTUP_HOOKS: tuple[str, ...] = ("scheduler.tasks.repair_schedules", "importapi.sweep.sweep_leftovers")
+STARTUP_HOOKS: tuple[str, ...] = (
+    "scheduler.tasks.repair_schedules",
+    "importapi.sweep.sweep_leftovers",
+    "analyticsapi.tasks.on_worker_start",
+)
 """Dotted paths of ``hook(runtime) -> None`` functions run when a worker starts."""
 
 KILL_AFTER_TERM_SEC = 5.0

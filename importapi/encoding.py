@@ -57,17 +57,18 @@ def _decodes(path: Path, encoding: str) -> bool:
 
 
 def shapefile_config(shp: Path) -> dict[str, str]:
-    """GDAL config for a shapefile without ``.cpg``: UTF-8 when the DBF's text is UTF-8.
+    """GDAL config for a shapefile that declares no encoding (no ``.cpg``, no language driver id).
 
-    Otherwise GDAL's own rule applies (the DBF's language driver id, else ISO-8859-1), which is right for
-    the latin-1 and Windows files such shapefiles usually are.
+    GDAL then passes the DBF's bytes through unchanged, which PostgreSQL refuses unless they are UTF-8;
+    such files are nearly always latin-1 from desktop GIS, so they are read as ISO-8859-1.
     """
     siblings = {p.suffix.lower(): p for p in shp.parent.iterdir() if p.stem == shp.stem}
     if ".cpg" in siblings or ".dbf" not in siblings:
         return {}
     dbf = siblings[".dbf"]
     with dbf.open("rb") as handle:
-        header = handle.read(10)
-    records_start = int.from_bytes(header[8:10], "little") if len(header) == 10 else 0
-    valid, non_ascii = is_utf8(dbf, records_start)
-    return {"SHAPE_ENCODING": "UTF-8"} if valid and non_ascii else {}
+        header = handle.read(32)
+    if len(header) < 32 or header[29] != 0:
+        return {}  # GDAL recodes from the language driver id
+    valid, _ = is_utf8(dbf, int.from_bytes(header[8:10], "little"))
+    return {} if valid else {"SHAPE_ENCODING": "ISO-8859-1"}

@@ -201,6 +201,9 @@ def load(
             process.wait()
         for reader in readers:
             reader.join(timeout=5)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
     if returncode != 0:
         detail = _first_error(b"".join(stderr_chunks).decode("utf-8", "replace"))
         log.warning("ogr2ogr failed (exit %s): %s", returncode, detail)

@@ -1,18 +1,18 @@
 """Test layers for the tiles slice, loaded the way the geopreview import writes them.
 
-``load_layer`` runs ``ogr2ogr`` into ``public.<layer_id>`` with geometry column ``wkb_geometry`` in
-EPSG:4326 promoted to multi and integer key ``ogc_fid`` (CONTRACTS.md §2.2), the password in PGPASSWORD.
+``load_layer`` imports GeoJSON through ``importapi.pipeline.run_import`` (ogr2ogr into a staging table,
+swapped into ``public.<layer_id>``: ``wkb_geometry`` in EPSG:4326 promoted to multi, key ``ogc_fid``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
+from core.settings import Settings
+from importapi.pipeline import run_import
 from tests.conftest import PG
 
 SQUARE_DEG = 0.5
@@ -56,18 +56,21 @@ def point_features() -> list[dict[str, Any]]:
 
 
 def load_layer(dbname: str, layer_id: str, features: list[dict[str, Any]], workdir: Path) -> None:
-    """Write ``features`` as GeoJSON and ogr2ogr them into ``public.<layer_id>`` (replacing the table)."""
+    """Write ``features`` as GeoJSON and import them into ``public.<layer_id>`` through the real pipeline."""
     source = workdir / f"{layer_id}.geojson"
     source.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
-    target = f"PG:host={PG['host']} port={PG['port']} dbname={dbname} user={PG['user']}"
-    command = [
-        "ogr2ogr", "-f", "PostgreSQL", target, str(source),
-        "-nln", layer_id, "-overwrite", "-nlt", "PROMOTE_TO_MULTI", "-t_srs", "EPSG:4326",
-        "-lco", "GEOMETRY_NAME=wkb_geometry", "-lco", "FID=ogc_fid", "-lco", "SCHEMA=public",
-        "--config", "PG_USE_COPY", "YES",
-    ]  # fmt: skip
-    env = {"PATH": os.environ.get("PATH", ""), "PGPASSWORD": PG["password"]}
-    subprocess.run(command, env=env, check=True, capture_output=True, timeout=60)
+    settings = Settings.from_env(
+        {
+            "HDX_GISDB_ADDR": PG["host"],
+            "HDX_GISDB_PORT": PG["port"],
+            "HDX_GISDB_DB": dbname,
+            "HDX_GISDB_USER": PG["user"],
+            "HDX_GISDB_PASS": PG["password"],
+            "HDX_GIS_TMP": str(workdir / "import-tmp"),
+        }
+    )
+    result = run_import(source, layer_id, settings=settings)
+    assert result.feature_count == len(features), result
 
 
 def tile_to_lonlat(z: int, x: int, y: int, px: float, py: float, extent: int = 4096) -> tuple[float, float]:

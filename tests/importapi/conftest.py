@@ -97,9 +97,7 @@ def columns(pg: psycopg.Connection, table: str) -> list[tuple[str, str]]:
 
 def table_facts(pg: psycopg.Connection, table: str) -> tuple[int, set[int], set[str]]:
     """(row count, SRIDs, geometry types) of a layer table."""
-    rows = pg.execute(
-        f'SELECT ST_SRID(wkb_geometry), ST_GeometryType(wkb_geometry) FROM public."{table}"'
-    ).fetchall()
+    rows = pg.execute(f'SELECT ST_SRID(wkb_geometry), ST_GeometryType(wkb_geometry) FROM public."{table}"').fetchall()
     return len(rows), {srid for srid, _ in rows}, {kind for _, kind in rows}
 
 

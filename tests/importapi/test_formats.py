@@ -133,7 +133,8 @@ def test_shapefile_in_projected_crs_is_reprojected(add_layer, serve, pg, tmp_pat
 def test_shapefile_without_prj_is_taken_as_wgs84(add_layer, serve, pg, tmp_path: Path) -> None:
     resource_id, layer_id = new_resource()
     parts = _shapefile(tmp_path)
-    archive = zip_files(tmp_path / "noprj.zip", {f"admin1.{e}": p for e, p in parts.items() if e != "prj" and p.exists()})
+    members = {f"admin1.{e}": p for e, p in parts.items() if e != "prj" and p.exists()}
+    archive = zip_files(tmp_path / "noprj.zip", members)
     shape_info = add_layer(resource_id, serve("noprj.zip", archive.read_bytes()))
     assert shape_info["bounding_box"] == "BOX(10 20,14 23)" and shape_info["state"] == "success"
     assert table_facts(pg, layer_id) == (2, {4326}, {"ST_MultiPolygon"})

@@ -33,7 +33,10 @@ def rq_defaults(settings: Settings) -> dict[str, dict[str, Any]]:
     shared = {"url": settings.redis_url, "serializer": SERIALIZER_PATH}
     defaults: dict[str, dict[str, Any]] = {name: dict(shared) for name in rq_main.commands}
     defaults["worker"].update(
-        worker_class=WORKER_CLASS_PATH, queues=list(settings.queues), worker_ttl=settings.worker_ttl
+        worker_class=WORKER_CLASS_PATH,
+        queues=list(settings.queues),
+        worker_ttl=settings.worker_ttl,
+        results_ttl=int(settings.job_retention_hours * 3600),
     )
     defaults["worker-pool"].update(worker_class=WORKER_CLASS_PATH, queues=list(settings.queues))
     return defaults

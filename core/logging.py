@@ -92,3 +92,37 @@ def parse_levels(spec: str) -> dict[str, str]:
         name, _, level = item.partition("=")
         levels[name.strip()] = level.strip().upper()
     return levels
+
+
+JOB_LOG_KEY = "hdxrq:job-log:{job_id}"
+JOB_LOG_MAX_LINES = 1000
+
+
+def job_log_key(job_id: str) -> str:
+    return JOB_LOG_KEY.format(job_id=job_id)
+
+
+class JobLogHandler(logging.Handler):
+    """Keeps the lines logged inside each job in Redis, for ``GET /jobs/<id>/log``."""
+
+    def __init__(self, retention_sec: int) -> None:
+        super().__init__(level=logging.INFO)
+        self.retention_sec = retention_sec
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.addFilter(SecretFilter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rq import get_current_job
+
+        job = get_current_job()
+        if job is None:
+            return
+        try:
+            key = job_log_key(job.id)
+            with job.connection.pipeline(transaction=False) as pipe:
+                pipe.rpush(key, mask_secrets(self.format(record)))
+                pipe.ltrim(key, -JOB_LOG_MAX_LINES, -1)
+                pipe.expire(key, self.retention_sec)
+                pipe.execute()
+        except Exception:
+            self.handleError(record)

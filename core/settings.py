@@ -42,6 +42,17 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+def _parse_limits(value: Any) -> Any:
+    """``"1000"`` → ``{"*": 1000}``; ``"500,geo_q=50"`` → ``{"*": 500, "geo_q": 50}``."""
+    if not isinstance(value, str):
+        return value
+    limits: dict[str, str] = {}
+    for item in _split_list(value):
+        name, _, number = item.rpartition("=")
+        limits[name or "*"] = number
+    return limits
+
+
 def _none_if_blank(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
@@ -165,6 +176,13 @@ class Settings(BaseModel):
     worker_ttl: int = Field(600, validation_alias=env("HDX_REDIS_WORKER_TTL"), ge=1)
     queues: StrList = Field(ALL_QUEUES, validation_alias=env("QUEUES"))
     run_workers: int = Field(2, validation_alias=env("HDXRQ_RUN_WORKERS"), ge=1)
+    max_queued_jobs: Annotated[dict[str, int], BeforeValidator(_parse_limits)] = Field(
+        {}, validation_alias=env("HDXRQ_MAX_QUEUED_JOBS")
+    )
+    job_retention_hours: float = Field(168.0, validation_alias=env("HDXRQ_JOB_RETENTION_HOURS"), gt=0)
+    process_timeouts: Annotated[dict[str, int], BeforeValidator(_parse_limits)] = Field(
+        {}, validation_alias=env("HDXRQ_PROCESS_TIMEOUTS")
+    )
 
     # --- Logging ---
     log_format: str = Field("text", validation_alias=env("HDXRQ_LOG_FORMAT"), pattern=r"^(text|json)$")

@@ -16,15 +16,20 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rq import Queue, Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry
+from rq.timeouts import JobTimeoutException
 from rq.utils import import_attribute
 
 from . import runtime
+from .errors import HdxError
+from .logging import JobLogHandler
 from .metrics import record_job
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,7 @@ class HdxWorker(Worker):
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         rt = runtime.current()
+        logging.getLogger().addHandler(JobLogHandler(int(rt.settings.job_retention_hours * 3600)))
         for path in STARTUP_HOOKS:
             hook: Callable[[runtime.Runtime], None] = import_attribute(path)  # type: ignore[assignment]
             try:
@@ -62,7 +68,10 @@ class HdxWorker(Worker):
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         error = exc_info[1] if len(exc_info) > 1 else None
-        self._error_type = getattr(error, "error_type", None) or type(error).__name__
+        if isinstance(error, JobTimeoutException):
+            terminate_children(KILL_AFTER_TERM_SEC)
+        self._error_type = error_type_of(error)
+        _remember_failure(job, error)
         super().handle_exception(job, *exc_info)
 
     def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
@@ -132,3 +141,68 @@ class HdxWorker(Worker):
             failed.requeue(job.id, at_front=True)
             log.warning("job %s requeued at the front of %s", job.id, queue.name)
         self._interrupted_job_id = None
+
+
+def error_type_of(error: BaseException | None) -> str:
+    """The stable error code of an exception a job raised."""
+    if isinstance(error, JobTimeoutException):
+        return "timeout"
+    return getattr(error, "error_type", None) or type(error).__name__
+
+
+def _remember_failure(job: Job, error: BaseException | None) -> None:
+    """Keep the failure's code and a message safe to show on the job record (never a traceback)."""
+    message = error.message if isinstance(error, HdxError) else type(error).__name__
+    if isinstance(error, JobTimeoutException):
+        message = f"The job ran longer than its {job.timeout}s limit and was stopped"
+    job.meta.update(error_type=error_type_of(error), error_message=message)
+    try:
+        job.save_meta()
+    except Exception:
+        log.debug("could not save the failure on the job", exc_info=True)
+
+
+def terminate_children(grace: float) -> None:
+    """SIGTERM every child process of this one (ogr2ogr and the like), then SIGKILL what is left."""
+    children = _child_pids()
+    for pid in children:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while children and time.monotonic() < deadline:
+        children = [pid for pid in children if not _reaped(pid)]
+        if children:
+            time.sleep(0.05)
+    for pid in children:
+        _signal(pid, signal.SIGKILL)
+        _reaped(pid, block=True)
+
+
+def _child_pids() -> list[int]:
+    me = os.getpid()
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The command name may contain spaces: fields after the closing parenthesis are fixed.
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if int(fields[1]) == me:
+                children.append(int(entry.name))
+    return children
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _reaped(pid: int, block: bool = False) -> bool:
+    try:
+        done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return True  # not ours to wait for, or already reaped by its Popen
+    return done == pid

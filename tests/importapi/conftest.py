@@ -58,8 +58,9 @@ def file_host() -> Iterator[FakeService]:
 
 @pytest.fixture
 def serve(file_host: FakeService) -> Callable[..., str]:
-    def publish(name: str, body: bytes | Reply, **reply: Any) -> str:
-        file_host.route("GET", f"/files/{name}", body if isinstance(body, Reply) else Reply(body=body, **reply))
+    def publish(name: str, body: bytes | Reply | Callable[..., Reply], **reply: Any) -> str:
+        answer = body if isinstance(body, Reply) or callable(body) else Reply(body=body, **reply)
+        file_host.route("GET", f"/files/{name}", answer)
         return f"{file_host.url}/files/{name}"
 
     return publish

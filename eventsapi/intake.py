@@ -69,15 +69,17 @@ def event_time_now() -> str:
 def enqueue_change_request(redis: Redis, raw: bytes, event_time: str) -> str:
     """Park the body and queue its detection job; returns the request id (also the job id)."""
     request_id = uuid.uuid4().hex
-    redis.set(REQUEST_KEY_PREFIX + request_id, raw, ex=REQUEST_TTL_SEC)
-    queue(EVENT_QUEUE, redis).enqueue(
-        "eventsapi.tasks.publish_change_events",
-        request_id,
-        event_time,
-        job_id=f"change-events-{request_id}",
-        retry=PUBLISH_RETRY,
-        result_ttl=3600,
-        failure_ttl=REQUEST_TTL_SEC,
-        description=f"change events of request {request_id}",
-    )
+    with redis.pipeline(transaction=True) as pipe:  # body and job land together, in one round trip
+        queue(EVENT_QUEUE, redis).enqueue_call(
+            "eventsapi.tasks.publish_change_events",
+            args=(request_id, event_time),
+            job_id=f"change-events-{request_id}",
+            retry=PUBLISH_RETRY,
+            result_ttl=3600,
+            failure_ttl=REQUEST_TTL_SEC,
+            description=f"change events of request {request_id}",
+            pipeline=pipe,
+        )
+        pipe.set(REQUEST_KEY_PREFIX + request_id, raw, ex=REQUEST_TTL_SEC)  # rq has opened the MULTI
+        pipe.execute()
     return request_id

@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, jsonify, request
 from redis.exceptions import RedisError
 
 from core.auth import admin_required
+from core.errors import ServiceUnavailable
 
 from . import store
 from .errors import InvalidSchedule, ScheduleNotFound
@@ -50,9 +51,13 @@ def add_job() -> Response:
 
 @bp.get("/api/scheduler/list_jobs")
 @admin_required
-def list_jobs() -> Response:
+def list_jobs() -> tuple[Response, int] | Response:
     """Every schedule with its timing, next run and last result."""
-    schedules = store.all_schedules(_runtime().redis)
+    try:
+        schedules = store.all_schedules(_runtime().redis)
+    except RedisError:
+        log.exception("could not read schedules")
+        return _redis_down()
     return jsonify(jobs=[schedule.to_json() for schedule in schedules], success=True)
 
 
@@ -60,7 +65,12 @@ def list_jobs() -> Response:
 @admin_required
 def cancel_job(schedule_id: str) -> tuple[Response, int] | Response:
     """Cancel a schedule: no further call is made."""
-    if not SCHEDULE_ID.fullmatch(schedule_id) or not store.cancel(_runtime().redis, schedule_id):
+    try:
+        cancelled = bool(SCHEDULE_ID.fullmatch(schedule_id)) and store.cancel(_runtime().redis, schedule_id)
+    except RedisError:
+        log.exception("could not cancel a schedule")
+        return _redis_down()
+    if not cancelled:
         error = ScheduleNotFound(f"No scheduled job {schedule_id[:64]}")
         return jsonify(success=False, message=error.message, error_type=error.error_type), error.http_status
     return jsonify(success=True, id=schedule_id)
@@ -70,6 +80,11 @@ def _refused(reason: str) -> Response:
     # CONTRACTS.md §2: business failures answer HTTP 200 with the failure body.
     body: dict[str, Any] = {"success": False, "message": f"Could not schedule job: {reason}"}
     return jsonify(body)
+
+
+def _redis_down() -> tuple[Response, int]:
+    error = ServiceUnavailable("Redis is unavailable")
+    return jsonify(success=False, message=error.message, error_type=error.error_type), error.http_status
 
 
 def _next_run(schedule: store.Schedule) -> str | None:

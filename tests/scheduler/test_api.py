@@ -175,3 +175,27 @@ def test_no_token_appears_in_redis_list_jobs_or_job_descriptions(
     for secret in (TEST_GIS_API_KEY, TEST_FSCHECK_API_KEY, TEST_ADMIN_TOKEN):
         assert secret.encode() not in listed
         assert not [value for value in stored if secret.encode() in value]
+
+
+def test_with_redis_down_the_endpoints_answer_clearly(
+    settings_env: dict[str, str], admin_headers: dict[str, str]
+) -> None:
+    settings = Settings.from_env({**settings_env, "HDX_REDIS_PORT": "1"})  # nothing listens there
+    rt = Runtime(settings)
+    try:
+        client = create_app(runtime=rt).test_client()
+        added = client.post("/api/scheduler/add_job", json={"action": "status_show"}, headers=admin_headers)
+        listed = client.get("/api/scheduler/list_jobs", headers=admin_headers)
+        cancelled = client.delete("/api/scheduler/jobs/0123456789abcdef0123456789abcdef", headers=admin_headers)
+    finally:
+        rt.close()
+
+    assert added.status_code == 200
+    assert added.get_json() == {"success": False, "message": "Could not schedule job: Redis is unavailable"}
+    for answer in (listed, cancelled):
+        assert answer.status_code == 503
+        assert answer.get_json() == {
+            "success": False,
+            "message": "Redis is unavailable",
+            "error_type": "service-unavailable",
+        }

@@ -160,6 +160,10 @@ class Settings(BaseModel):
     tiles_cache_max_age: int = Field(300, validation_alias=env("HDXRQ_TILES_CACHE_MAX_AGE"), ge=0)
     tiles_max_zoom: int = Field(24, validation_alias=env("HDXRQ_TILES_MAX_ZOOM"), ge=0, le=30)
     tiles_statement_timeout_ms: int = Field(10000, validation_alias=env("HDXRQ_TILES_STATEMENT_TIMEOUT_MS"), ge=100)
+    tiles_memory_cache_mb: int = Field(64, validation_alias=env("HDXRQ_TILES_MEMORY_CACHE_MB"), ge=0)
+    tiles_memory_cache_min_build_ms: float = Field(
+        20.0, validation_alias=env("HDXRQ_TILES_MEMORY_CACHE_MIN_BUILD_MS"), ge=0
+    )
 
     # --- API process ---
     admin_tokens: Annotated[tuple[SecretStr, ...], BeforeValidator(_split_list)] = Field(

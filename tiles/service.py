@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ from psycopg_pool import PoolTimeout
 
 from core.errors import ServiceUnavailable
 
+from .cache import TileCache
 from .layers import SummaryCache, check_layer_id, load_layer
 from .mvt import TileAddress, misses_extent, parse_fields, render_tile, tile_etag
 
@@ -57,6 +59,7 @@ class TileService:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.summaries = SummaryCache()
+        self.tiles = TileCache(runtime.settings.tiles_memory_cache_mb * 1024 * 1024)
 
     @property
     def settings(self) -> Any:
@@ -77,9 +80,16 @@ class TileService:
                 return TileResult(etag, None)
             if misses_extent(address, self.summaries.get(conn, layer, geometry).extent):
                 return TileResult(etag, b"")
+            cached = self.tiles.get(etag)
+            if cached is not None:
+                return TileResult(etag, cached)
+            started = time.perf_counter()
             with conn.transaction():
                 conn.execute(f"SET LOCAL statement_timeout = {int(self.settings.tiles_statement_timeout_ms)}")
-                return TileResult(etag, render_tile(conn, layer, geometry, attributes, address))
+                body = render_tile(conn, layer, geometry, attributes, address)
+        if (time.perf_counter() - started) * 1000 >= self.settings.tiles_memory_cache_min_build_ms:
+            self.tiles.put(etag, body)
+        return TileResult(etag, body)
 
     def layer_type(self, layer_id: str) -> str | None:
         """ST_GeometryType spelling of the layer's geometry type (``ST_MultiPolygon``)."""

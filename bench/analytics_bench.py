@@ -112,7 +112,7 @@ def old_way(redis: Redis, fake: FakeMixpanel, count: int) -> float:
     for n in range(count):
         body = payload(n)
         q.enqueue(
-            old_way_send,
+            "bench.analytics_bench.old_way_send",
             body["mixpanel_token"],
             body["mixpanel_tracking_id"],
             body["event_name"],

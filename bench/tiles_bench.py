@@ -5,9 +5,10 @@
 Uses the PostGIS of the environment (``./dev.sh up`` defaults: database ``gis``). Creates a layer table
 laid out like the import's (``public.pre_bench_…``: ``ogc_fid`` key, ``wkb_geometry`` MultiPolygon 4326
 with a GiST index, 6 attribute columns), requests tiles through the whole API stack (Flask app, pooled
-connection, metadata query, tile query) and drops the table afterwards. Each tile is requested once, as
-a browser would without a cached copy. The baseline measured in the same run is a 304 revalidation of the
-same tiles (routing + catalog query, no tile building): the ratio shows what building tiles costs.
+connection, metadata query, tile query) and drops the table afterwards. Each tile is requested cold (built
+by PostGIS), then again as a second visitor would (expensive tiles then come from the in-process cache).
+The baseline measured in the same run is a 304 revalidation of the same tiles (routing + catalog
+query, no tile building): the ratio shows what building tiles costs.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def main() -> None:
 
 
 def run(client, layer: str, tiles: list[tuple[int, int, int]]) -> None:  # type: ignore[no-untyped-def]
-    client.get(f"/gis/{layer}/0/0/0.pbf?fields={FIELDS}")  # warm the pool and the extent cache
+    client.get(f"/gis/{layer}/5/0/0.pbf?fields={FIELDS}")  # warm the pool and the extent cache, build nothing
     timings: dict[int, list[float]] = {}
     revalidations: list[float] = []
     sizes: list[int] = []
@@ -119,6 +120,11 @@ def run(client, layer: str, tiles: list[tuple[int, int, int]]) -> None:  # type:
         assert response.status_code == 200, response.data
         sizes.append(len(response.data))
         etags[(z, x, y)] = response.headers["ETag"]
+    warm: list[float] = []
+    for z, x, y in tiles:  # a second visitor: expensive tiles now come from the in-process cache
+        started = time.perf_counter()
+        client.get(f"/gis/{layer}/{z}/{x}/{y}.pbf?geom=wkb_geometry&fields={FIELDS}")
+        warm.append((time.perf_counter() - started) * 1000)
     for (z, x, y), etag in etags.items():
         started = time.perf_counter()
         response = client.get(
@@ -136,7 +142,8 @@ def run(client, layer: str, tiles: list[tuple[int, int, int]]) -> None:  # type:
     print(
         f"tiles: {len(every)}, mean size {statistics.mean(sizes) / 1024:.1f} KiB, largest {max(sizes) / 1024:.1f} KiB"
     )
-    print(f"tile latency      p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   (target p99 < {TARGET_P99_MS:.0f} ms)")
+    print(f"cold tile latency p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   (target p99 < {TARGET_P99_MS:.0f} ms)")
+    print(f"second request    p50 {percentile(warm, 0.5):6.1f} ms   p99 {percentile(warm, 0.99):6.1f} ms   (cache)")
     print(f"baseline (304)    p50 {base50:6.1f} ms   p99 {base99:6.1f} ms")
     print(f"ratio tile/304    p50 {p50 / base50:6.1f}x   p99 {p99 / base99:6.1f}x")
     print(f"p99 / target      {p99 / TARGET_P99_MS:.2f}  ({'met' if p99 < TARGET_P99_MS else 'NOT met'})")

@@ -56,6 +56,9 @@ def create_change_events() -> Response:
     except RedisError as error:
         log.error("create-change-events: %s: %s", QUEUE_DOWN_MESSAGE, type(error).__name__)
         return jsonify(state="failure", message=QUEUE_DOWN_MESSAGE)
+    except Exception:  # a 500 would fail the user's save in CKAN: answer in the contract's shape
+        log.exception("create-change-events: unexpected error")
+        return jsonify(state="failure", message="Unexpected error; the request was not queued")
     return jsonify(state="success")
 
 
@@ -64,7 +67,7 @@ def create_change_events() -> Response:
 def file_structure_check(dataset_id: str, resource_id: str) -> Response:
     """Queue a file-structure check of one resource: ``{"success": true}``."""
     try:
-        url, history = _fs_check_arguments(request.get_json(silent=True))
+        url, history = _fs_check_arguments(_json_body())
         queue(FS_CHECK_QUEUE, _runtime().redis).enqueue(
             "eventsapi.tasks.check_file_structure",
             dataset_id,
@@ -79,6 +82,13 @@ def file_structure_check(dataset_id: str, resource_id: str) -> Response:
         log.error("file-structure-check: %s: %s", QUEUE_DOWN_MESSAGE, type(error).__name__)
         return jsonify(success=False, message=QUEUE_DOWN_MESSAGE, error_type="service-unavailable")
     return jsonify(success=True)
+
+
+def _json_body() -> Any:
+    try:
+        return request.get_json(silent=True)
+    except HTTPException as error:  # too large
+        raise FsCheckRequestError(f"The request body could not be read ({error.name})") from None
 
 
 def _fs_check_arguments(body: Any) -> tuple[str, str]:

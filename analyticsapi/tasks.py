@@ -8,7 +8,6 @@ and entries are acknowledged only after the destination took them.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from core import runtime
@@ -27,14 +26,18 @@ def drain(trigger_name: str = "request") -> dict[str, Any]:
         trigger.tick_started(rt.redis)
     trigger.drain_started(rt.redis)
     delivery = Delivery.for_settings(rt.redis, rt.settings)
+    report = None
     try:
         report = delivery.run()
     finally:
         delivery.close()
+        # Even after a failure (Redis hiccup, bug) a tick comes back: buffered events never sit forever.
+        come_back = report.come_back_in if report is not None else None
+        trigger.schedule_tick(
+            rt.redis, rt.settings, come_back if come_back is not None else rt.settings.analytics_tick_sec
+        )
     if report.more:
         trigger.request_drain(rt.redis, rt.settings)
-    delay = report.come_back_in if report.come_back_in is not None else rt.settings.analytics_tick_sec
-    trigger.schedule_tick(rt.redis, rt.settings, delay, now=time.time())
     if report.delivered or report.dead_lettered:
         log.info("analytics drain: delivered %s, dead-lettered %s", report.delivered, report.dead_lettered)
     return report.as_dict()

@@ -46,14 +46,17 @@ def test_the_stream_is_trimmed_approximately_to_the_configured_length(
     settings_env: dict[str, str], runtime: Runtime, client: FlaskClient, worker_process: RunCommand
 ) -> None:
     body = case_body("01")
-    for _ in range(60):
-        assert client.post(PATH, json=body).get_json() == {"state": "success"}
+    template = body["new_dataset_dict"]["resources"][0]
+    body["new_dataset_dict"]["resources"] = [template | {"id": f"r-{n:03d}"} for n in range(250)]
+    assert client.post(PATH, json=body).get_json() == {"state": "success"}
 
     done = worker_process("worker", "--burst", "event_q", extra_env={"HDXRQ_STREAM_MAXLEN": "10"})
 
     assert done.returncode == 0, done.stderr
     length = runtime.stream_redis.xlen("hdx_event_stream")
-    assert 10 <= length < 180  # 180 written; MAXLEN ~ trims whole nodes, never below the limit
+    assert 10 <= length < 251  # 251 written; MAXLEN ~ trims whole nodes, never below the limit
+    newest = json.loads(runtime.stream_redis.xrevrange("hdx_event_stream", count=1)[0][1][b"body"])
+    assert newest["resource_id"] == "r-249"  # the oldest entries went, not the newest
 
 
 def test_a_retried_job_does_not_write_the_events_twice(

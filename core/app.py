@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from . import metrics, monitor, system
+from . import metrics, monitor, openapi, system
 from .checks import CORE_CHECKS, register_check
 from .errors import HdxError
 from .runtime import Runtime
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     _register_slices(app)
     monitor.init_app(app, runtime)
     metrics.init_app(app, runtime)
+    openapi.init_app(app)
     _register_error_handlers(app)
     return app
 
@@ -41,10 +42,11 @@ def _register_slices(app: Flask) -> None:
     from analyticsapi import api as analytics
     from eventsapi import api as events
     from importapi import api as imports
+    from processes import api as processes
     from scheduler import api as scheduler
     from tiles import api as tiles
 
-    for slice_api in (imports, analytics, events, scheduler, tiles):
+    for slice_api in (imports, analytics, events, scheduler, tiles, processes):
         app.register_blueprint(slice_api.bp)
         init = getattr(slice_api, "init_app", None)
         if init is not None:

@@ -29,6 +29,11 @@ def rq_redis(settings: Settings) -> Redis:
     )
 
 
+def blocking_redis(settings: Settings, seconds: float) -> Redis:
+    """A client for the RQ Redis whose reads may block for ``seconds`` (waiting on a job's result)."""
+    return Redis.from_url(settings.redis_url, socket_timeout=seconds + SOCKET_TIMEOUT_SEC, socket_connect_timeout=5)
+
+
 def stream_redis(settings: Settings) -> Redis:
     """A client for the event-bus Redis shared with other consumers."""
     return Redis.from_url(

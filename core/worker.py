@@ -34,6 +34,9 @@ from .metrics import record_job
 
 log = logging.getLogger(__name__)
 
+JOB_TIMEOUT_POLICY = "processes.catalog.job_timeout"
+"""Dotted path of ``policy(job, settings) -> seconds | None``: per-process timeouts (HDXRQ_PROCESS_TIMEOUTS)."""
+
 STARTUP_HOOKS: tuple[str, ...] = (
     "scheduler.tasks.repair_schedules",
     "importapi.sweep.sweep_leftovers",
@@ -63,6 +66,13 @@ class HdxWorker(Worker):
             except Exception:
                 log.exception("worker start-up hook %s failed", path)
         super().bootstrap(*args, **kwargs)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        policy: Callable[[Job, Any], int | None] = import_attribute(JOB_TIMEOUT_POLICY)  # type: ignore[assignment]
+        limit = policy(job, runtime.current().settings)
+        if limit:
+            job.timeout = limit  # the work horse is forked below and inherits it
+        super().execute_job(job, queue)
 
     # --- metrics ---
 

@@ -1,0 +1,1 @@
+"""OGC API – Processes (Part 1: Core, JSON) over the service's queues: processes, jobs, status, results."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from rq.command import send_stop_job_command
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from redis import Redis
 
 
-class OgcStatus(str, Enum):
+class OgcStatus(StrEnum):
     ACCEPTED = "accepted"
     RUNNING = "running"
     SUCCESSFUL = "successful"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,11 +65,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+SHORT_SECRET = 8
+"""Secrets shorter than this are masked only as whole words (a dev password ``gis`` must not mangle
+``registries``); longer ones wherever they appear."""
+
+
 def mask_secrets(text: str, secrets: Iterable[str] | None = None) -> str:
     """``text`` with every secret replaced by ``********``."""
     for secret in secrets if secrets is not None else _secrets:
-        if secret:
+        if len(secret) >= SHORT_SECRET:
             text = text.replace(secret, "********")
+        elif secret:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "********", text)
     return text
 
 

@@ -11,10 +11,12 @@ from redis.exceptions import RedisError
 
 from core.auth import notification_endpoint
 from core.checks import Check, register_check
+from core.metrics import register_metric_source
 
 from . import buffer, trigger
 from .errors import AnalyticsBufferUnavailable, InvalidAnalyticsEvent
 from .events import AnalyticsEvent, parse_event
+from .metrics import buffer_metrics
 
 if TYPE_CHECKING:
     from core.runtime import Runtime
@@ -71,7 +73,8 @@ def _buffer_check(runtime: Runtime) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Register the analytics buffer check."""
+    """Register the analytics buffer check and metrics."""
+    register_metric_source(app, buffer_metrics)
     register_check(
         app,
         Check(

@@ -24,9 +24,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from rq import Worker
+from rq.job import Job
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from .connections import SERIALIZER
+from .connections import SERIALIZER, queue
 from .settings import ALL_QUEUES
 
 if TYPE_CHECKING:
@@ -196,3 +197,19 @@ def _duration_histogram(raw: dict[bytes, bytes]) -> Metric:
         buckets.append(("+Inf", values.get("+Inf", 0.0)))
         histogram.add_metric([queue, function], buckets, sum_value=values.get("sum", 0.0))
     return histogram
+
+
+def pending_jobs_source(name: str, documentation: str, queue_name: str, functions: tuple[str, ...]) -> MetricSource:
+    """A source counting jobs of ``functions`` waiting or scheduled for retry on ``queue_name``."""
+
+    def collect(runtime: Runtime) -> Iterable[Metric]:
+        redis = runtime.redis
+        waiting = queue(queue_name, redis)
+        ids = waiting.get_job_ids() + waiting.scheduled_job_registry.get_job_ids()
+        jobs = Job.fetch_many(ids, connection=redis, serializer=SERIALIZER)
+        gauge = GaugeMetricFamily(name, documentation, labels=["function"])
+        for function in functions:
+            gauge.add_metric([function], sum(1 for job in jobs if job is not None and job.func_name == function))
+        yield gauge
+
+    return collect

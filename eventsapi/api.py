@@ -9,17 +9,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from core.auth import notification_endpoint
 from core.connections import queue
 from core.errors import HdxError
+from core.metrics import register_metric_source
 from core.runtime import Runtime
 
 from .errors import EventRequestError, EventsDisabled, FsCheckRequestError
 from .intake import enqueue_change_request, event_time_now, parse_change_request
+from .metrics import fs_check_callbacks_pending, stream_metrics
 from .tasks import FS_CHECK_QUEUE
 
 log = logging.getLogger(__name__)
@@ -103,3 +105,10 @@ def _fs_check_arguments(body: Any) -> tuple[str, str]:
     if not isinstance(history, str):
         raise FsCheckRequestError("fs_check_info must be a JSON string of the resource's history list")
     return url, history
+
+
+def init_app(app: Flask) -> None:
+    """Register the slice's metrics."""
+    register_metric_source(app, stream_metrics)
+    register_metric_source(app, fs_check_callbacks_pending)
+

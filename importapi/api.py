@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from core.auth import check_admin, notification_endpoint
 from core.errors import HdxError
+from core.metrics import register_metric_source
 from core.runtime import Runtime
 
 from . import service
+from .metrics import callbacks_pending
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +107,9 @@ def _orphan_body(state: str, message: str, items: list[str], dry_run: bool, erro
         "error_type": code,
         "error_class": type(error).__name__ if error else "None",
     }
+
+
+def init_app(app: Flask) -> None:
+    """Register the slice's metrics."""
+    register_metric_source(app, callbacks_pending)
+

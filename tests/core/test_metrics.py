@@ -68,3 +68,24 @@ def test_http_latency_by_endpoint(client: FlaskClient) -> None:
 
     assert value(samples, "hdxrq_http_request_duration_seconds_count", endpoint="/version", status="200") == 2
     assert value(samples, "hdxrq_http_request_duration_seconds_count", endpoint="unmatched", status="404") == 1
+
+
+def test_slice_metrics_buffer_stream_and_callbacks(client: FlaskClient, runtime: Runtime) -> None:
+    from analyticsapi import buffer
+    from analyticsapi.events import parse_event
+
+    event = parse_event({"event_name": "x", "send_mixpanel": True, "mixpanel_token": "t", "mixpanel_tracking_id": "u"})
+    buffer.append(runtime.redis, event)
+    runtime.redis.rpush(buffer.DEAD_LETTER_KEY, "{}")
+    runtime.stream_redis.xadd(runtime.settings.stream_name, {"event_type": "x", "body": "{}"})
+    runtime.stream_redis.xgroup_create(runtime.settings.stream_name, "notifications", id="0")
+    queue("geo_q", runtime.redis).enqueue("importapi.tasks.send_callback", "r1", {"state": "success"})
+
+    samples = scrape(client)
+
+    assert value(samples, "hdxrq_analytics_buffer_events", sink="mixpanel") == 1
+    assert value(samples, "hdxrq_analytics_dead_letter_events") == 1
+    assert value(samples, "hdxrq_event_stream_length") == 1
+    assert value(samples, "hdxrq_event_stream_group_lag", group="notifications") == 1
+    assert value(samples, "hdxrq_geopreview_callbacks_pending", function="importapi.tasks.send_callback") == 1
+    assert value(samples, "hdxrq_fs_check_callbacks_pending") == 0

@@ -16,11 +16,12 @@ from werkzeug.exceptions import HTTPException
 from core.auth import notification_endpoint
 from core.connections import queue
 from core.errors import HdxError
+from core.jobs import check_capacity
 from core.metrics import register_metric_source
 from core.runtime import Runtime
 
 from .errors import EventRequestError, EventsDisabled, FsCheckRequestError
-from .intake import enqueue_change_request, event_time_now, parse_change_request
+from .intake import EVENT_QUEUE, enqueue_change_request, event_time_now, parse_change_request
 from .metrics import fs_check_callbacks_pending, stream_metrics
 from .tasks import FS_CHECK_QUEUE
 
@@ -52,6 +53,7 @@ def create_change_events() -> Response:
             raise EventsDisabled()
         raw = _read_body()
         parse_change_request(raw)
+        check_capacity(rt.settings, rt.redis, EVENT_QUEUE)
         enqueue_change_request(rt.redis, raw, event_time_now())
     except HdxError as error:
         return jsonify(state="failure", message=error.message)
@@ -70,6 +72,7 @@ def file_structure_check(dataset_id: str, resource_id: str) -> Response:
     """Queue a file-structure check of one resource: ``{"success": true}``."""
     try:
         url, history = _fs_check_arguments(_json_body())
+        check_capacity(_runtime().settings, _runtime().redis, FS_CHECK_QUEUE)
         queue(FS_CHECK_QUEUE, _runtime().redis).enqueue(
             "eventsapi.tasks.check_file_structure",
             dataset_id,

@@ -9,6 +9,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from core.auth import check_admin, notification_endpoint
 from core.errors import HdxError
+from core.jobs import check_capacity
 from core.metrics import register_metric_source
 from core.runtime import Runtime
 
@@ -44,7 +45,9 @@ def add_layer(dataset_id: str, resource_id: str) -> Response:
     url = request.args.get("resource_download_url", "").strip()
     url_type = request.args.get("url_type", "")
     try:
-        service.request_import(_runtime(), dataset_id, resource_id, url, url_type)
+        rt = _runtime()
+        check_capacity(rt.settings, rt.redis, "geo_q")
+        service.request_import(rt, dataset_id, resource_id, url, url_type)
     except Exception as error:
         log.warning("add-layer for resource %s refused: %s", resource_id, type(error).__name__)
         return jsonify(

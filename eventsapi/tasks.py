@@ -10,6 +10,7 @@ from rq import Retry, get_current_job
 from core import runtime
 from core.connections import queue
 from core.errors import CkanError, CkanUnavailable, ConfigurationError
+from core.progress import report_progress
 
 from . import bus, fscheck
 from .detect import detect_events
@@ -39,7 +40,9 @@ def publish_change_events(request_id: str, event_time: str) -> dict[str, Any]:
         log.error("request %s: %s", request_id, error.message)
         rt.redis.delete(key)
         return {"request_id": request_id, "written": 0, "note": error.message}
+    report_progress("detecting", 10.0)
     events = detect_events(request.old_dataset_dict, request.new_dataset_dict, request.username, event_time)
+    report_progress("publishing", 60.0)
     ids = bus.publish_events(
         rt.stream_redis, rt.settings.stream_name, events, request_id=request_id, maxlen=rt.settings.stream_maxlen
     )
@@ -51,6 +54,7 @@ def publish_change_events(request_id: str, event_time: str) -> dict[str, Any]:
 def check_file_structure(dataset_id: str, resource_id: str, source_info_url: str, fs_check_info: Any) -> str:
     """Ask the HXL proxy about a resource, diff its sheets with the last check and report to CKAN."""
     settings = runtime.current().settings
+    report_progress("asking the HXL proxy", 10.0)
     try:
         proxy = fscheck.fetch_source_info(
             source_info_url, timeout=float(settings.timeout_sec), user_agent=settings.user_agent
@@ -59,6 +63,7 @@ def check_file_structure(dataset_id: str, resource_id: str, source_info_url: str
     except HxlProxyError as error:
         log.warning("resource %s: %s", resource_id, error.message)
         value = fscheck.error_value(error, event_time_now())
+    report_progress("calling back", 80.0)
     try:
         send_fs_check_result(dataset_id, resource_id, value)
     except CkanUnavailable as error:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from core import runtime
 from core.errors import CkanUnavailable, ConfigurationError
 from core.logging import mask_secrets
+from core.progress import report_progress
 
 from . import store
 
@@ -59,6 +60,7 @@ def repair_schedules(rt: Runtime) -> None:
 def _call(rt: Runtime, schedule: Schedule, tick: int) -> dict[str, Any]:
     spec = schedule.spec
     started, clock = datetime.now(UTC), time.monotonic()
+    report_progress("calling CKAN", 10.0)
     try:
         response = rt.ckan.call(
             spec.action,

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from analyticsapi import buffer
 from core.runtime import Runtime
 from tests.conftest import HDXRQ_PY, ROOT
 from tests.fakes import FakeMixpanel, Reply
+from tests.waiting import wait_until
 
 EVENTS = 40
 
@@ -74,14 +74,6 @@ def _descendants(root: int) -> list[int]:
         found += children
         frontier = children
     return found
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_sigkill_mid_batch_loses_nothing(

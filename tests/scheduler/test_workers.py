@@ -16,8 +16,9 @@ from core.runtime import Runtime
 from scheduler import store
 from tests.conftest import TEST_GIS_API_KEY
 from tests.fakes import FakeCkan
+from tests.waiting import wait_until
 
-from .conftest import SchedulerClock, wait_until
+from .conftest import SchedulerClock
 
 AddJob = Callable[..., dict[str, Any]]
 ListJobs = Callable[[], list[dict[str, Any]]]

@@ -22,7 +22,7 @@ from core.runtime import Runtime
 
 from . import callback
 from .download import redact_url
-from .errors import ImportProblem, ImportSuperseded, ImportTimeout
+from .errors import DownloadRefused, ImportProblem, ImportSuperseded, ImportTimeout
 from .layers import layer_id_for
 from .pipeline import run_import
 from .requests_state import ImportRequest, RequestState
@@ -90,6 +90,9 @@ def _import_once(rt: Runtime, resource_id: str, request: ImportRequest, state: R
     layer_id = _layer_id(rt, resource_id)
     log.info("importing resource %s from %s (generation %d)", resource_id, redact_url(request.url), request.generation)
     try:
+        if not request.url.lower().startswith(("http://", "https://")):
+            # run_import also takes local paths (for the CLI): a URL from CKAN must never name a worker's file.
+            raise DownloadRefused("Only http and https URLs can be imported")
         result = run_import(
             request.url,
             layer_id,

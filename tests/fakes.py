@@ -69,14 +69,14 @@ def json_reply(payload: Any, status: int = 200) -> Reply:
 class FakeService:
     """A threaded HTTP server on 127.0.0.1 with routes, one-shot scripts and a call log."""
 
-    def __init__(self, name: str = "fake") -> None:
+    def __init__(self, name: str = "fake", *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.name = name
         self.calls: list[Call] = []
         self._routes: dict[tuple[str, str], Responder] = {}
         self._scripts: dict[tuple[str, str], deque[Responder]] = defaultdict(deque)
         self._changed = threading.Condition()
         self._release = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=name, daemon=True)
         self._thread.start()
@@ -223,8 +223,8 @@ class FakeCkan(FakeService):
         "status_show",
     )
 
-    def __init__(self) -> None:
-        super().__init__("fake-ckan")
+    def __init__(self, *, port: int = 0) -> None:
+        super().__init__("fake-ckan", port=port)
         for action in self.ACTIONS:
             for method in ("GET", "POST"):
                 self.route(method, self.action_path(action), json_reply({"success": True, "result": {}}))

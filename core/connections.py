@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 SERIALIZER = JSONSerializer
 SERIALIZER_PATH = "rq.serializers.JSONSerializer"
 WORKER_CLASS_PATH = "core.worker.HdxWorker"
+JOB_CLASS_PATH = "core.jobs.HdxJob"
 SOCKET_TIMEOUT_SEC = 10
 
 

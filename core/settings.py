@@ -164,6 +164,9 @@ class Settings(BaseModel):
     tiles_memory_cache_min_build_ms: float = Field(
         20.0, validation_alias=env("HDXRQ_TILES_MEMORY_CACHE_MIN_BUILD_MS"), ge=0
     )
+    tiles_prerender: bool = Field(True, validation_alias=env("HDXRQ_TILES_PRERENDER"))
+    tiles_prerender_min_features: int = Field(300, validation_alias=env("HDXRQ_TILES_PRERENDER_MIN_FEATURES"), ge=1)
+    tiles_prerender_max_tiles: int = Field(2000, validation_alias=env("HDXRQ_TILES_PRERENDER_MAX_TILES"), ge=0)
 
     # --- API process ---
     admin_tokens: Annotated[tuple[SecretStr, ...], BeforeValidator(_split_list)] = Field(
@@ -180,6 +183,10 @@ class Settings(BaseModel):
     worker_ttl: int = Field(600, validation_alias=env("HDX_REDIS_WORKER_TTL"), ge=1)
     queues: StrList = Field(ALL_QUEUES, validation_alias=env("QUEUES"))
     run_workers: int = Field(2, validation_alias=env("HDXRQ_RUN_WORKERS"), ge=1)
+    job_modules: StrList = Field(
+        ("importapi", "analyticsapi", "eventsapi", "scheduler", "processes"),
+        validation_alias=env("HDXRQ_JOB_MODULES"),
+    )
     max_queued_jobs: Annotated[dict[str, int], BeforeValidator(_parse_limits)] = Field(
         {}, validation_alias=env("HDXRQ_MAX_QUEUED_JOBS")
     )

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from rq import Worker
 from core.connections import SERIALIZER, queue
 from core.runtime import Runtime
 from tests.conftest import HDXRQ_PY, ROOT
+from tests.waiting import wait_until
 
 
 def free_port() -> int:
@@ -94,3 +96,32 @@ def test_run_starts_api_and_workers_and_ctrl_c_stops_them_all(settings_env: dict
     assert Worker.all(connection=runtime.redis, serializer=SERIALIZER) == []
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0  # the API is gone too
+
+
+def test_sigterm_lets_in_flight_requests_finish(settings_env: dict[str, str], runtime: Runtime) -> None:
+    port = free_port()
+    with hdxrq(settings_env, "serve", "--port", str(port)) as server:
+        assert server.stderr is not None
+        read_until(server.stderr, "Listening at", "Booting worker")
+        body = {"inputs": {"username": "u", "new_dataset_dict": {"type": "dataset", "name": "n"}}}
+        results: list[httpx.Response] = []
+
+        def slow_request() -> None:
+            # No worker runs: the API holds this request for the 3 s the client is willing to wait.
+            results.append(
+                httpx.post(
+                    f"http://127.0.0.1:{port}/processes/change-detection/execution",
+                    json=body,
+                    headers={"Prefer": "wait=3"},
+                    timeout=30,
+                )
+            )
+
+        client = threading.Thread(target=slow_request)
+        client.start()
+        wait_until(lambda: queue("event_q", runtime.redis).count == 1, what="the request to be in flight")
+        server.send_signal(signal.SIGTERM)
+        client.join(timeout=30)
+
+        assert results and results[0].status_code == 201  # answered, not cut off
+        assert server.wait(timeout=30) == 0

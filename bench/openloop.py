@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""An open-loop HTTP/1.1 load generator: requests leave on a fixed timetable, whatever the server does.
+
+    .venv/bin/python bench/openloop.py URL --rate 500 --seconds 5 [--method POST --body-file F] [--expect TEXT]
+
+``--body-file`` holds one body, or with ``--body-lines`` one body per line, sent in turn.
+
+Request ``i`` is due at ``start + i / rate``. Its latency is measured from that *due* time until the last
+byte of the response, so a server (or a connection) that stalls is charged for every request that had to
+wait behind the stall (no coordinated omission). The requests share a pool of pre-opened keep-alive
+connections; a request due while every connection is busy waits for one, and that wait is part of its
+latency. The run is bounded: exactly ``rate * seconds`` requests, and whatever has not been answered
+``--timeout`` seconds after the last one was due counts as failed.
+
+Meant to run in a process of its own (the benchmarks start it with :func:`run_in_subprocess`) so it
+does not share a GIL with the code that starts servers. It is cheap: one asyncio loop over raw sockets,
+with ``select()`` as the selector because epoll's millisecond timeout would send up to 1 ms late.
+Prints one JSON object: ``latency_ms`` (from the due time), ``service_ms`` (from the actual send),
+``send_late_ms`` (how late the generator itself sent), ``errors`` and ``statuses``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import selectors
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+HEADER_END = b"\r\n\r\n"
+
+
+class ConnectionClosed(Exception):
+    """The server closed a keep-alive connection while a request was waiting for its answer."""
+
+
+class HttpConnection(asyncio.Protocol):
+    """One keep-alive connection: one request in flight at a time, response framed by Content-Length."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[tuple[int, bytes, float]] | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionClosed())
+
+    def data_received(self, data: bytes) -> None:
+        arrived = time.monotonic()
+        self.buffer += data
+        end = self.buffer.find(HEADER_END)
+        if end < 0 or self.waiter is None:
+            return
+        head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+        length = _content_length(head[1:])
+        if len(self.buffer) < end + 4 + length:
+            return
+        body = bytes(self.buffer[end + 4 : end + 4 + length])
+        del self.buffer[: end + 4 + length]
+        if not self.waiter.done():
+            self.waiter.set_result((int(head[0].split()[1]), body, arrived))
+
+    async def exchange(self, request: bytes) -> tuple[int, bytes, float]:
+        """Send ``request``; return the status, the body and when its last byte arrived."""
+        if self.closed or self.transport is None:
+            raise ConnectionClosed()
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        try:
+            return await self.waiter
+        finally:
+            self.waiter = None
+
+
+def _content_length(header_lines: list[str]) -> int:
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            return int(value)
+    raise ValueError("response without Content-Length (chunked answers are not supported)")
+
+
+@dataclass
+class Results:
+    """What one run measured."""
+
+    latency_ms: list[float] = field(default_factory=list)
+    service_ms: list[float] = field(default_factory=list)
+    send_late_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    statuses: collections.Counter[int] = field(default_factory=collections.Counter)
+
+
+class Pool:
+    """Pre-opened connections handed out oldest-idle first (so load spreads over all of them)."""
+
+    def __init__(self, host: str, port: int, size: int) -> None:
+        self.host, self.port, self.size = host, port, size
+        self.idle: collections.deque[HttpConnection] = collections.deque()
+        self.waiting: collections.deque[asyncio.Future[HttpConnection]] = collections.deque()
+
+    async def open(self) -> None:
+        for _ in range(self.size):
+            self.idle.append(await self._connect())
+
+    async def _connect(self) -> HttpConnection:
+        loop = asyncio.get_running_loop()
+        _transport, protocol = await loop.create_connection(HttpConnection, self.host, self.port)
+        return protocol
+
+    async def acquire(self) -> HttpConnection:
+        if self.idle:
+            connection = self.idle.popleft()
+            # The server may have dropped an idle one (keep-alive timeout): replace it.
+            return connection if not connection.closed else await self._connect()
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiting.append(waiter)
+        return await waiter
+
+    def release(self, connection: HttpConnection) -> None:
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(connection)
+                return
+        self.idle.append(connection)
+
+    def close(self) -> None:
+        for connection in self.idle:
+            if connection.transport is not None:
+                connection.transport.close()
+
+
+def build_request(url: str, method: str, body: bytes | None) -> bytes:
+    """The raw HTTP/1.1 keep-alive request."""
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    lines = [f"{method} {path or '/'} HTTP/1.1", f"Host: {parts.netloc}", "Connection: keep-alive"]
+    if body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
+
+
+async def _one(pool: Pool, request: bytes, due: float, expect: bytes | None, results: Results) -> None:
+    connection = await pool.acquire()
+    sent = time.monotonic()
+    try:
+        status, body, done = await connection.exchange(request)
+    except (ConnectionClosed, OSError, ValueError) as error:
+        results.errors.append(type(error).__name__)
+        pool.release(await pool._connect() if connection.closed else connection)
+        return
+    pool.release(connection)
+    results.statuses[status] += 1
+    if status != 200 or (expect is not None and expect not in body):
+        results.errors.append(f"HTTP {status}: {body[:120]!r}")
+    results.latency_ms.append((done - due) * 1000)
+    results.service_ms.append((done - sent) * 1000)
+    results.send_late_ms.append((sent - due) * 1000)
+
+
+async def run(
+    url: str, *, rate: float, seconds: float, method: str = "GET", bodies: list[bytes | None] | None = None,
+    connections: int = 16, expect: bytes | None = None, timeout: float = 10.0, warmup: int = 2,
+) -> Results:  # fmt: skip
+    """Send ``rate * seconds`` requests on the open-loop timetable and measure them (bodies in turn)."""
+    parts = urlsplit(url)
+    pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80, connections)
+    await pool.open()
+    requests = [build_request(url, method, body) for body in bodies or [None]]
+    if warmup:  # every connection answers before the clock starts (with bodies not sent in the run)
+        first = build_request(url, "GET", None) if bodies else requests[0]
+        for _ in range(warmup):
+            await asyncio.gather(*(_one(pool, first, time.monotonic(), None, Results()) for _ in range(connections)))
+    results, tasks = Results(), []
+    count, start = int(rate * seconds), time.monotonic() + 0.05
+    for index in range(count):
+        due = start + index / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        request = requests[index % len(requests)]
+        tasks.append(asyncio.ensure_future(_one(pool, request, due, expect, results)))
+    _done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    results.errors.extend(["timeout"] * len(pending))
+    pool.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("url")
+    parser.add_argument("--rate", type=float, required=True, help="requests per second")
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--method", default="GET")
+    parser.add_argument("--body-file", type=Path, help="request body (sent as application/json)")
+    parser.add_argument("--body-lines", action="store_true", help="the body file holds one body per line")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed requests per connection first")
+    parser.add_argument("--connections", type=int, default=16, help="keep-alive connections in the pool")
+    parser.add_argument("--expect", help="text every response body must contain")
+    parser.add_argument("--timeout", type=float, default=10.0)
+    args = parser.parse_args()
+    raw = args.body_file.read_bytes() if args.body_file else None
+    bodies = raw.splitlines() if raw is not None and args.body_lines else [raw]
+    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
+    results = loop.run_until_complete(
+        run(
+            args.url, rate=args.rate, seconds=args.seconds, method=args.method, bodies=bodies,
+            connections=args.connections, expect=args.expect.encode() if args.expect else None, timeout=args.timeout,
+            warmup=args.warmup,
+        )
+    )  # fmt: skip
+    loop.close()
+    json.dump({**results.__dict__, "statuses": dict(results.statuses)}, sys.stdout)
+
+
+def run_in_subprocess(url: str, *, rate: float, seconds: float, **options: Any) -> dict[str, Any]:
+    """Run the generator in a process of its own and return its results (see :func:`main`)."""
+    argv = [sys.executable, __file__, url, "--rate", str(rate), "--seconds", str(seconds)]
+    for name, value in options.items():
+        if value is True:
+            argv.append(f"--{name.replace('_', '-')}")
+        elif value is not None and value is not False:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    completed = subprocess.run(argv, capture_output=True, check=True, timeout=seconds + 120)
+    return json.loads(completed.stdout)  # type: ignore[no-any-return]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """The ``pct`` percentile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, int(round(pct / 100 * len(ordered) + 0.5)) - 1))]
+
+
+def summary(result: dict[str, Any]) -> str:
+    """One line: p50/p99/max from the due time, the service-time p99 and the generator's own lateness."""
+    lat, service, late = result["latency_ms"], result["service_ms"], result["send_late_ms"]
+    errors = result["errors"]
+    return (
+        f"p50 {percentile(lat, 50):6.2f}  p99 {percentile(lat, 99):6.2f}  max {max(lat, default=0):6.2f} ms"
+        f"  (service p99 {percentile(service, 99):5.2f}, sender late p99 {percentile(late, 99):4.2f})"
+        + (f"  {len(errors)} ERRORS e.g. {errors[0]}" if errors else "")
+    )
+
+
+if __name__ == "__main__":
+    main()
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process ``pid`` and its living descendants (Linux /proc)."""
+    total, todo = 0.0, [pid]
+    ticks = os.sysconf("SC_CLK_TCK")
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(child) for child in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total

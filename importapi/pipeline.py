@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class ImportResult:
     source_layer: str
     driver: str
     notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage (fetch, prepare, inspect, load, finalize), for the CLI and the benchmark."""
 
     @property
     def message(self) -> str:
@@ -78,15 +81,35 @@ def run_import(
     without touching the live table.
     """
     settings = settings or runtime.current().settings
+    clock = _StageClock()
     with job_directory(settings) as work:
-        path = _fetch(str(source), work, settings)
+        path = clock.run("fetch", lambda: _fetch(str(source), work, settings))
         report_progress("unpacking", None)
-        chosen, config = _prepare(path, work, settings)
+        chosen, config = clock.run("prepare", lambda: _prepare(path, work, settings))
         report_progress("inspecting", None)
-        info = ogr.inspect(chosen, work)
+        info = clock.run("inspect", lambda: ogr.inspect(chosen, work))
         if still_current is not None and not still_current():
             raise ImportSuperseded(layer_id)
-        return _load_and_swap(info, config, layer_id, work, settings, still_current)
+        result = _load_and_swap(info, config, layer_id, work, settings, still_current, clock)
+    log.info("imported %s: %s", layer_id, clock.summary())
+    return result
+
+
+class _StageClock:
+    """Wall-clock seconds per pipeline stage."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def run(self, stage: str, step: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            return step()
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+
+    def summary(self) -> str:
+        return ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in self.timings.items())
 
 
 @contextmanager
@@ -153,6 +176,7 @@ def _load_and_swap(
     work: Path,
     settings: Settings,
     still_current: Callable[[], bool] | None,
+    clock: _StageClock,
 ) -> ImportResult:
     staging = layers.new_staging_name()
     try:
@@ -165,10 +189,14 @@ def _load_and_swap(
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"hdxrq-staging:{staging}",))
         try:
             report_progress("loading", 0.0)
-            ogr.load(info, _load_options(settings, staging, config), work, lambda p: report_progress("loading", p))
+            options = _load_options(settings, staging, config)
+            clock.run("load", lambda: ogr.load(info, options, work, lambda p: report_progress("loading", p)))
             report_progress("finalizing", None)
-            removed, meta = layers.finalize_and_swap(
-                conn, staging, layer_id, logged=settings.layer_tables_logged, still_current=still_current
+            removed, meta = clock.run(
+                "finalize",
+                lambda: layers.finalize_and_swap(
+                    conn, staging, layer_id, logged=settings.layer_tables_logged, still_current=still_current
+                ),
             )
         finally:
             layers.drop_staging(conn, staging)
@@ -182,6 +210,7 @@ def _load_and_swap(
         source_file=_display_name(info.path, work),
         source_layer=info.layer.name,
         driver=info.driver,
+        timings=clock.timings,
     )
 
 

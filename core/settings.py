@@ -184,7 +184,7 @@ class Settings(BaseModel):
     queues: StrList = Field(ALL_QUEUES, validation_alias=env("QUEUES"))
     run_workers: int = Field(2, validation_alias=env("HDXRQ_RUN_WORKERS"), ge=1)
     job_modules: StrList = Field(
-        ("importapi", "analyticsapi", "eventsapi", "scheduler", "processes"),
+        ("importapi", "analyticsapi", "eventsapi", "scheduler", "processes", "tiles"),
         validation_alias=env("HDXRQ_JOB_MODULES"),
     )
     max_queued_jobs: Annotated[dict[str, int], BeforeValidator(_parse_limits)] = Field(

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
+from tiles.prerender import forget_layer as forget_prerendered_tiles
+
 from .errors import FetchBoundingBoxProblem, ImportSuperseded, NoLayerFound
 
 if TYPE_CHECKING:
@@ -184,6 +186,7 @@ def drop_layer(conn: psycopg.Connection, layer_id: str) -> bool:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"hdxrq-layer:{layer_id}",))
         existed = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'public."{layer_id}"',)).fetchone()
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier("public", layer_id)))
+        forget_prerendered_tiles(conn, layer_id)  # tiles slice: the layer's stored tiles go with it
     return bool(existed and existed[0])
 
 

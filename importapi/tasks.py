@@ -19,6 +19,7 @@ from core.connections import queue
 from core.errors import HdxError
 from core.progress import report_progress
 from core.runtime import Runtime
+from tiles import tasks as tiles_tasks
 
 from . import callback
 from .download import redact_url
@@ -79,6 +80,8 @@ def import_resource(resource_id: str) -> dict[str, Any]:
             raise
         if shape_info is not None:
             queue_callback(rt, resource_id, shape_info, request.generation)
+            if shape_info["state"] == "success":  # tiles slice: prerender the new layer's expensive tiles
+                tiles_tasks.layer_imported(rt, shape_info["layer_id"])
             outcome = {"resource_id": resource_id, "generation": request.generation, **_summary(shape_info)}
         if state.finish(request.generation):
             return outcome

@@ -28,6 +28,25 @@ DEFAULT_GEOMETRY_COLUMN = "wkb_geometry"
 FEATURE_ID_COLUMN = "ogc_fid"
 GEOMETRY_UDT = "geometry"
 
+MAP_DATA_TYPES = frozenset(
+    {
+        "character varying",
+        "text",
+        "character",
+        "integer",
+        "bigint",
+        "smallint",
+        "numeric",
+        "double precision",
+        "real",
+        "boolean",
+        "date",
+        "timestamp without time zone",
+        "timestamp with time zone",
+    }
+)
+"""Attribute types a map shows (scalars that read well in a popup); the import leaves only such columns."""
+
 # One round trip: the generation from pg_class (oid: re-created; relfilenode: truncated or rewritten;
 # xmin of the catalog row: altered or renamed) and the columns as information_schema reports them.
 _METADATA_SQL = """
@@ -88,14 +107,21 @@ class Layer:
         return column
 
     def attribute_columns(self, names: list[str]) -> list[Column]:
-        """The non-geometry columns ``names``, in order, without repeats; 400 naming the first unknown one."""
-        chosen: dict[str, Column] = {}
+        """The non-geometry columns ``names`` in table order, without repeats; 400 naming the first unknown one.
+
+        Table order, not request order: MVT attributes are a map, so every order of the same names is the
+        same tile, with one ETag and one prerendered copy.
+        """
         for name in names:
             column = self.columns.get(name)
             if column is None or column.is_geometry:
                 raise UnknownColumn(f"Layer {self.layer_id} has no attribute column {_shown(name)}")
-            chosen.setdefault(name, column)
-        return list(chosen.values())
+        wanted = set(names)
+        return [column for name, column in self.columns.items() if name in wanted]
+
+    def map_attributes(self) -> list[Column]:
+        """The columns a map asks for: every scalar attribute (CKAN's map and the preview request these)."""
+        return [column for column in self.columns.values() if column.data_type in MAP_DATA_TYPES]
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ BUFFER = 64
 
 WORLD_METRES = 2 * math.pi * 6378137.0
 MAX_MERCATOR_LAT = 85.0511287798066
-TILE_FORMAT_VERSION = "1"
+TILE_FORMAT_VERSION = "2"
 """Part of every ETag: bump it when the tile encoding changes, so caches let go of old tiles."""
 
 _ID_ALIAS = "__hdxrq_feature_id"
@@ -65,6 +65,28 @@ class TileAddress:
         south = _tile_row_latitude(self.y + 1 + margin, size)
         return west, south, east, north
 
+    def search_bounds(self) -> tuple[float, float, float, float]:
+        """(west, south, east, north) in degrees where features of this tile (with its buffer) can be.
+
+        Clamped to the world: the buffer of an edge tile must not wrap around the antimeridian. Features
+        beyond the Mercator latitude limit appear in the top and bottom rows of tiles.
+        """
+        west, south, east, north = self.lonlat_bounds(margin=BUFFER / EXTENT)
+        if self.y == 0:
+            north = 90.0
+        if self.y == (1 << self.z) - 1:
+            south = -90.0
+        return max(west, -180.0), max(south, -90.0), min(east, 180.0), min(north, 90.0)
+
+    @property
+    def zxy(self) -> tuple[int, int, int]:
+        return self.z, self.x, self.y
+
+    def children(self) -> list[TileAddress]:
+        """The four tiles of the next zoom that cover this one."""
+        x, y = 2 * self.x, 2 * self.y
+        return [TileAddress(self.z + 1, x + dx, y + dy) for dy in (0, 1) for dx in (0, 1)]
+
     @property
     def pixel_metres(self) -> float:
         """The size of one tile coordinate unit, in Web Mercator metres."""
@@ -96,13 +118,8 @@ def misses_extent(tile: TileAddress, extent: tuple[float, float, float, float] |
     """True when the (buffered) tile cannot hold any feature of a layer with this lon/lat extent."""
     if extent is None:
         return True
-    west, south, east, north = tile.lonlat_bounds(margin=BUFFER / EXTENT)
+    west, south, east, north = tile.search_bounds()
     xmin, ymin, xmax, ymax = extent
-    # Features beyond the Mercator latitude limit appear in the top and bottom rows of tiles.
-    if tile.y == 0:
-        north = 90.0
-    if tile.y == (1 << tile.z) - 1:
-        south = -90.0
     return xmax < west or xmin > east or ymax < south or ymin > north
 
 
@@ -110,17 +127,22 @@ def render_tile(
     conn: psycopg.Connection, layer: Layer, geometry: Column, attributes: list[Column], tile: TileAddress
 ) -> bytes:
     """The encoded MVT of one tile (empty bytes when no feature falls in it)."""
+    west, south, east, north = tile.search_bounds()
     params = {
+        "west": west,
+        "south": south,
+        "east": east,
+        "north": north,
         "z": tile.z,
         "x": tile.x,
         "y": tile.y,
-        "margin": BUFFER / EXTENT,
         "tolerance": tile.pixel_metres / 2,
         "name": layer.layer_id,
         "extent": EXTENT,
         "buffer": BUFFER,
     }
-    row = conn.execute(_tile_query(layer, geometry, attributes), params).fetchone()
+    # Binary results: a multi-megabyte bytea is not hex-encoded by the server and decoded again here.
+    row = conn.execute(_tile_query(layer, geometry, attributes), params, binary=True).fetchone()
     return bytes(row[0]) if row and row[0] is not None else b""
 
 
@@ -136,7 +158,7 @@ def _tile_query(layer: Layer, geometry: Column, attributes: list[Column]) -> sql
         """
         WITH bounds AS (
             SELECT ST_TileEnvelope(%(z)s, %(x)s, %(y)s) AS tile,
-                   ST_Transform(ST_TileEnvelope(%(z)s, %(x)s, %(y)s, margin => %(margin)s), 4326) AS search
+                   ST_MakeEnvelope(%(west)s, %(south)s, %(east)s, %(north)s, 4326) AS search
         )
         SELECT ST_AsMVT(features, %(name)s, %(extent)s, 'mvt_geometry', {feature_id})
         FROM (

@@ -15,30 +15,12 @@ from core.errors import ServiceUnavailable
 from .cache import TileCache
 from .layers import SummaryCache, check_layer_id, load_layer
 from .mvt import TileAddress, misses_extent, parse_fields, render_tile, tile_etag
+from .prerender import read_stored
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from core.runtime import Runtime
-
-POPUP_DATA_TYPES = frozenset(
-    {
-        "character varying",
-        "text",
-        "character",
-        "integer",
-        "bigint",
-        "smallint",
-        "numeric",
-        "double precision",
-        "real",
-        "boolean",
-        "date",
-        "timestamp without time zone",
-        "timestamp with time zone",
-    }
-)
-"""Column types the preview asks tiles for (scalars that read well in a popup)."""
 
 
 class TileTimeout(ServiceUnavailable):
@@ -83,6 +65,10 @@ class TileService:
             cached = self.tiles.get(etag)
             if cached is not None:
                 return TileResult(etag, cached)
+            stored = read_stored(conn, etag)
+            if stored is not None:  # an expensive tile, built after the import
+                self.tiles.put(etag, stored)
+                return TileResult(etag, stored)
             started = time.perf_counter()
             with conn.transaction():
                 conn.execute(f"SET LOCAL statement_timeout = {int(self.settings.tiles_statement_timeout_ms)}")
@@ -105,7 +91,7 @@ class TileService:
             layer = load_layer(conn, layer_id)
             geometry = layer.geometry_column(None)
             summary = self.summaries.get(conn, layer, geometry)
-        fields = [name for name, column in layer.columns.items() if column.data_type in POPUP_DATA_TYPES]
+        fields = [column.name for column in layer.map_attributes()]
         return {
             "layerId": layer_id,
             "geometryType": summary.geometry_type,

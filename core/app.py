@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from . import metrics, monitor, openapi, system
@@ -19,10 +20,21 @@ log = logging.getLogger(__name__)
 MB = 1024 * 1024
 
 
+class BoundedJsonProvider(DefaultJSONProvider):
+    """Flask's JSON, except that a body nested too deeply to parse is invalid JSON (a 400), not a 500."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Flask:
     """Build the API: connections (lazy), blueprints of every slice, checks and error handlers."""
     runtime = runtime or Runtime(settings or Settings.from_env())
     app = Flask("hdxrq")
+    app.json = BoundedJsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = runtime.settings.max_request_mb * MB
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["hdx"] = runtime
@@ -35,7 +47,28 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     metrics.init_app(app, runtime)
     openapi.init_app(app)
     _register_error_handlers(app)
+    app.after_request(_drain_unread_body)
     return app
+
+
+UNREAD_BODY_KEEPALIVE_LIMIT = 64 * 1024
+"""gunicorn drains at most this much of a body the view did not read, then drops the keep-alive connection
+(it ignores a ``Connection: close`` from the app), so the client's next request on it gets no answer."""
+
+
+def _drain_unread_body(response: Response) -> Response:
+    """Read the rest of an accepted-size body the view ignored, so the connection stays usable."""
+    length = request.content_length or 0
+    limit = current_app.config["MAX_CONTENT_LENGTH"] or 0
+    if not UNREAD_BODY_KEEPALIVE_LIMIT < length <= limit:
+        return response  # small enough for gunicorn to drain, or refused as too large (413) anyway
+    stream = request.stream
+    if not getattr(stream, "is_exhausted", True):
+        try:
+            stream.exhaust()  # type: ignore[attr-defined]
+        except Exception:  # the client went away: nothing to keep alive
+            log.debug("could not drain an unread request body", exc_info=True)
+    return response
 
 
 def _register_slices(app: Flask) -> None:
@@ -62,7 +95,11 @@ def _register_error_handlers(app: Flask) -> None:
     def http_error(error: HTTPException) -> tuple[Response, int]:
         status = error.code or 500
         body: dict[str, Any] = {"error": error.description, "error_type": _http_error_type(error)}
-        return jsonify(body), status
+        response = jsonify(body)
+        for name, value in error.get_headers():  # Allow on 405, Retry-After, WWW-Authenticate...
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception) -> tuple[Response, int]:

@@ -44,7 +44,7 @@ def parse_change_request(raw: bytes) -> ChangeRequest:
     """Validate a request body; raise :class:`EventRequestError` saying what is wrong."""
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply to parse
         raise EventRequestError("The request body is not JSON") from None
     if not isinstance(body, dict):
         raise EventRequestError("The request body must be a JSON object")

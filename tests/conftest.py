@@ -160,7 +160,7 @@ def settings_env(redis_dbs: tuple[int, int], postgis_db: str, fake_ckan: FakeCka
         "HDXRQ_ADMIN_TOKENS": TEST_ADMIN_TOKEN,
         "HDXRQ_DOWNLOAD_ALLOWLIST": "127.0.0.1",
         "HDX_GIS_TMP": str(tmp_path / "gis-tmp"),
-        "HDXRQ_JOB_MODULES": "importapi,analyticsapi,eventsapi,scheduler,processes,tests.jobs",
+        "HDXRQ_JOB_MODULES": ",".join((*Settings.model_fields["job_modules"].default, "tests.jobs")),
     }
 
 

@@ -73,8 +73,14 @@ def finalize_and_swap(
     *,
     logged: bool,
     still_current: Callable[[], bool] | None = None,
+    removed: int | None = None,
+    add_primary_key: bool = False,
 ) -> tuple[int, LayerMetadata]:
     """Clean, index and analyse the staging table, then make it ``public.<layer_id>``: one transaction.
+
+    ``logged`` turns an UNLOGGED staging table into a logged one. ``removed``, when given, is the number
+    of out-of-range features the loader already left out (no DELETE pass); ``add_primary_key`` adds the
+    ``ogc_fid`` key a loader left for after the load.
 
     Returns the number of features removed for coordinates outside ±180/±90 and the live layer's metadata.
     Raises :class:`ImportSuperseded` (rolling everything back) when ``still_current()`` says a newer
@@ -82,10 +88,17 @@ def finalize_and_swap(
     """
     table = sql.Identifier(STAGING_SCHEMA, staging)
     with conn.transaction():
-        removed = _remove_out_of_range(conn, table)
+        if removed is None:
+            removed = _remove_out_of_range(conn, table)
         _convert_columns_for_map(conn, staging)
         if logged:
             conn.execute(sql.SQL("ALTER TABLE {} SET LOGGED").format(table))
+        if add_primary_key:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
+                    table, sql.Identifier(f"{staging}_pkey"), sql.Identifier(FID_COLUMN)
+                )
+            )
         conn.execute(
             sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
                 sql.Identifier(f"{staging}_geom_idx"), table, sql.Identifier(GEOMETRY_COLUMN)

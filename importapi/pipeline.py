@@ -17,16 +17,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql
+
 from core import runtime
 from core.postgis import connect
 from core.progress import report_progress
 from core.settings import Settings
 
-from . import archive, encoding, layers, ogr
+from . import archive, encoding, geojson, layers, ogr
 from .download import download, redact_url
 from .errors import FolderCreationProblem, ImportSuperseded, PushingToPostgisProblem, UnsupportedFormat
 
 log = logging.getLogger(__name__)
+
+FAST_PATH_LOGGED_LOAD = True
+"""The GeoJSON fast path COPYs into a logged table (cheaper than an UNLOGGED load plus SET LOGGED)."""
 
 JOB_DIR_PREFIX = "hdxrq-import-"
 """Job folders are ``<gis_tmp>/hdxrq-import-<pid>-<random>``; the worker start-up sweep relies on it."""
@@ -85,12 +91,18 @@ def run_import(
     with job_directory(settings) as work:
         path = clock.run("fetch", lambda: _fetch(str(source), work, settings))
         report_progress("unpacking", None)
-        chosen, config = clock.run("prepare", lambda: _prepare(path, work, settings))
-        report_progress("inspecting", None)
-        info = clock.run("inspect", lambda: ogr.inspect(chosen, work))
+        chosen, config, kind = clock.run("prepare", lambda: _prepare(path, work, settings))
         if still_current is not None and not still_current():
             raise ImportSuperseded(layer_id)
-        result = _load_and_swap(info, config, layer_id, work, settings, still_current, clock)
+        result = None
+        if kind == "geojson" and settings.import_geojson_fast_path:
+            result = _fast_geojson(chosen, layer_id, work, settings, still_current, clock)
+        if result is None:
+            report_progress("inspecting", None)
+            info = clock.run("inspect", lambda: ogr.inspect(chosen, work))
+            if still_current is not None and not still_current():
+                raise ImportSuperseded(layer_id)
+            result = _load_and_swap(info, config, layer_id, work, settings, still_current, clock)
     log.info("imported %s: %s", layer_id, clock.summary())
     return result
 
@@ -141,7 +153,7 @@ def _fetch(source: str, work: Path, settings: Settings) -> Path:
     return path
 
 
-def _prepare(path: Path, work: Path, settings: Settings) -> tuple[Path, dict[str, str]]:
+def _prepare(path: Path, work: Path, settings: Settings) -> tuple[Path, dict[str, str], str]:
     """Unpack archives (two levels: a KMZ inside a zip), pick the file, fix its text encoding."""
     limits = archive.ArchiveLimits.from_settings(settings)
     for depth in range(3):
@@ -153,10 +165,10 @@ def _prepare(path: Path, work: Path, settings: Settings) -> tuple[Path, dict[str
         path = archive.choose_source(archive.unpack_zip(path, folder, limits), folder)
     kind = _source_kind(path)
     if kind == "geojson":
-        return encoding.utf8_copy(path, work), {}
+        return encoding.utf8_copy(path, work), {}, kind
     if kind == "shp":
-        return path, encoding.shapefile_config(path)
-    return path, {}
+        return path, encoding.shapefile_config(path), kind
+    return path, {}, kind
 
 
 def _source_kind(path: Path) -> str:
@@ -178,29 +190,13 @@ def _load_and_swap(
     still_current: Callable[[], bool] | None,
     clock: _StageClock,
 ) -> ImportResult:
-    staging = layers.new_staging_name()
-    try:
-        conn = connect(settings, autocommit=True)
-    except Exception as error:
-        raise PushingToPostgisProblem(f"Cannot connect to PostGIS: {type(error).__name__}") from None
-    with conn:
-        layers.ensure_staging_schema(conn)
-        # Held while the staging table exists: the start-up sweep leaves locked staging tables alone.
-        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"hdxrq-staging:{staging}",))
-        try:
-            report_progress("loading", 0.0)
-            options = _load_options(settings, staging, config)
-            clock.run("load", lambda: ogr.load(info, options, work, lambda p: report_progress("loading", p)))
-            report_progress("finalizing", None)
-            removed, meta = clock.run(
-                "finalize",
-                lambda: layers.finalize_and_swap(
-                    conn, staging, layer_id, logged=settings.layer_tables_logged, still_current=still_current
-                ),
-            )
-        finally:
-            layers.drop_staging(conn, staging)
-            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"hdxrq-staging:{staging}",))
+    def load(conn: psycopg.Connection, staging: str) -> dict[str, Any]:
+        options = _load_options(settings, staging, config)
+        ogr.load(info, options, work, lambda p: report_progress("loading", p))
+        # ogr2ogr loads into an UNLOGGED table (no WAL while loading); finalize makes it logged if asked
+        return {"logged": settings.layer_tables_logged}
+
+    removed, meta = _through_staging(layer_id, settings, still_current, clock, load)
     return ImportResult(
         layer_id=layer_id,
         bounding_box=meta.bounding_box,
@@ -212,6 +208,89 @@ def _load_and_swap(
         driver=info.driver,
         timings=clock.timings,
     )
+
+
+def _fast_geojson(
+    path: Path,
+    layer_id: str,
+    work: Path,
+    settings: Settings,
+    still_current: Callable[[], bool] | None,
+    clock: _StageClock,
+) -> ImportResult | None:
+    """Import a simple GeoJSON FeatureCollection without GDAL; None when it needs GDAL after all."""
+    loaded: list[geojson.FastLoad] = []
+
+    def load(conn: psycopg.Connection, staging: str) -> dict[str, Any]:
+        deadline = time.monotonic() + settings.ogr_timeout_sec
+        table = sql.Identifier(layers.STAGING_SCHEMA, staging)
+        outcome = geojson.load(
+            path,
+            conn,
+            table,
+            logged=settings.layer_tables_logged and FAST_PATH_LOGGED_LOAD,
+            deadline=deadline,
+            on_progress=lambda p: report_progress("loading", p),
+        )
+        loaded.append(outcome)
+        return {
+            "logged": settings.layer_tables_logged and not FAST_PATH_LOGGED_LOAD,
+            "removed": outcome.removed,
+            "add_primary_key": True,
+        }
+
+    try:
+        removed, meta = _through_staging(layer_id, settings, still_current, clock, load)
+    except geojson.NotSimple as reason:
+        log.info("GeoJSON fast path not used for %s: %s", path.name, reason)
+        return None
+    return ImportResult(
+        layer_id=layer_id,
+        bounding_box=meta.bounding_box,
+        layer_fields=meta.layer_fields,
+        feature_count=meta.feature_count,
+        removed_features=removed,
+        source_file=_display_name(path, work),
+        source_layer=loaded[0].layer_name,
+        driver="GeoJSON (fast path)",
+        timings=clock.timings,
+    )
+
+
+def _through_staging(
+    layer_id: str,
+    settings: Settings,
+    still_current: Callable[[], bool] | None,
+    clock: _StageClock,
+    load: Callable[[psycopg.Connection, str], dict[str, Any]],
+) -> tuple[int, layers.LayerMetadata]:
+    """Load into a fresh staging table with ``load(conn, name)``, then finalise and swap it in.
+
+    ``load`` returns keyword arguments for :func:`layers.finalize_and_swap`. The staging table is dropped
+    whatever happens, so a loader that gives up (GeoJSON fast path) leaves nothing behind.
+    """
+    staging = layers.new_staging_name()
+    try:
+        conn = connect(settings, autocommit=True)
+    except Exception as error:
+        raise PushingToPostgisProblem(f"Cannot connect to PostGIS: {type(error).__name__}") from None
+    with conn:
+        layers.ensure_staging_schema(conn)
+        # Held while the staging table exists: the start-up sweep leaves locked staging tables alone.
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"hdxrq-staging:{staging}",))
+        try:
+            report_progress("loading", 0.0)
+            finalize_options = clock.run("load", lambda: load(conn, staging))
+            report_progress("finalizing", None)
+            return clock.run(
+                "finalize",
+                lambda: layers.finalize_and_swap(
+                    conn, staging, layer_id, still_current=still_current, **finalize_options
+                ),
+            )
+        finally:
+            layers.drop_staging(conn, staging)
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"hdxrq-staging:{staging}",))
 
 
 def _load_options(settings: Settings, staging: str, config: dict[str, str]) -> ogr.LoadOptions:

@@ -1,0 +1,542 @@
+"""The fast path for GeoJSON: stream a FeatureCollection's features straight into ``COPY``.
+
+GDAL's GeoJSON reader scans a file twice (once for the schema, once for the features) with a general
+JSON parser, and ogr2ogr then reprojects, promotes and formats every feature: several times the cost of
+the ``COPY`` itself. Most files CKAN users upload are the simple case, and for it this module does the
+same job in one pass:
+
+* features are parsed in batches of about 2 MB with orjson, so memory stays flat on large files;
+* geometries become multi-type EWKB with SRID 4326 (the same types ``-nlt PROMOTE_TO_MULTI`` gives, XY
+  only, like ``-dim XY``), and features with coordinates outside ±180/±90 are counted and left out;
+* properties get the column names and types the ogr2ogr path ends with (GDAL's PostgreSQL name
+  laundering; ``integer``, ``numeric`` for floats and 64-bit integers, ``character varying`` for text and
+  booleans), widened in place when a later feature needs it.
+
+Anything outside that case raises :class:`NotSimple` (before or during the load) and the pipeline uses
+GDAL instead: a CRS other than EPSG:4326/CRS84, mixed geometry families, GeometryCollections, empty
+geometries, nested (list or object) properties, booleans mixed with other values, string feature ids,
+column names that collide after laundering, or text PostgreSQL refuses.
+"""
+
+from __future__ import annotations
+
+import gc
+import operator
+import re
+import struct
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from .errors import ImportTimeout
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+BATCH_BYTES = 2 << 20
+"""Bytes of features parsed per orjson call."""
+_MAX_BUFFER = 64 << 20
+"""A single feature larger than this goes to GDAL (its reader streams inside features)."""
+_FEATURES_KEY = re.compile(rb'"features"\s*:\s*\[')
+_BOUNDARY = re.compile(rb"\}\s*,\s*\{")
+_CUT_ATTEMPTS = 8
+_WGS84_NAMES = {
+    "urn:ogc:def:crs:ogc:1.3:crs84",
+    "urn:ogc:def:crs:ogc::crs84",
+    "ogc:crs84",
+    "crs84",
+    "epsg:4326",
+    "urn:ogc:def:crs:epsg::4326",
+    "urn:ogc:def:crs:epsg:6.6:4326",
+    "http://www.opengis.net/def/crs/epsg/0/4326",
+    "http://www.opengis.net/def/crs/ogc/1.3/crs84",
+}
+_RESERVED = {"ogc_fid", "wkb_geometry"}
+_MAX_IDENTIFIER_BYTES = 63
+_INT32 = (-(2**31), 2**31 - 1)
+_SRID = 4326
+_EWKB_SRID_FLAG = 0x20000000
+_FAMILIES = {
+    "Point": ("MultiPoint", False),
+    "MultiPoint": ("MultiPoint", True),
+    "LineString": ("MultiLineString", False),
+    "MultiLineString": ("MultiLineString", True),
+    "Polygon": ("MultiPolygon", False),
+    "MultiPolygon": ("MultiPolygon", True),
+}
+_WKB_TYPES = {"MultiPoint": 4, "MultiLineString": 5, "MultiPolygon": 6}
+_ONE_POINT = struct.Struct("<BIIIBIdd")
+_HEAD = struct.Struct("<BIII")
+_PART_HEAD = struct.Struct("<BII")
+_LINE_HEAD = struct.Struct("<BI")
+_POINT = struct.Struct("<BIdd")
+
+# Column kinds: "null" (no value yet) becomes any other; integer < numeric < text widen in that order;
+# "boolean" stands apart (mixed with anything else, GDAL decides).
+_KIND_SQL = {
+    "null": "character varying",
+    "integer": "integer",
+    "numeric": "numeric",
+    "text": "character varying",
+    "boolean": "character varying",
+}
+_WIDENING = ("integer", "numeric", "text")
+_NULL = "\\N"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+class NotSimple(Exception):
+    """The file needs GDAL's general reader; the message says why (for the log)."""
+
+
+@dataclass
+class FastLoad:
+    """What the fast path loaded into the staging table."""
+
+    layer_name: str
+    loaded: int = 0
+    removed: int = 0
+    geometry_type: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    """Source property name -> column kind, in column order."""
+
+
+def launder(name: str) -> str:
+    """The column name GDAL's PostgreSQL driver gives a property (ASCII lower case, ``'-#`` to ``_``)."""
+    lowered = "".join(ch.lower() if ch.isascii() else ch for ch in name)
+    return lowered.translate(str.maketrans("'-#", "___"))
+
+
+def load(
+    path: Path,
+    conn: psycopg.Connection,
+    table: sql.Composable,
+    *,
+    logged: bool,
+    deadline: float,
+    on_progress: Callable[[float], None] | None = None,
+) -> FastLoad:
+    """Create ``table`` and COPY the features of the GeoJSON file at ``path`` into it.
+
+    ``conn`` must be in autocommit mode; ``deadline`` is a ``time.monotonic()`` value. Raises
+    :class:`NotSimple` when the file needs GDAL (the caller drops the table and falls back) and
+    :class:`ImportTimeout` past the deadline.
+    """
+    size = max(path.stat().st_size, 1)
+    # orjson allocates millions of container objects per batch; the cyclic collector would scan them all
+    # again and again (half the parse time) although none is in a cycle. Plain refcounting frees them.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(path, conn, table, size, logged=logged, deadline=deadline, on_progress=on_progress)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _load(
+    path: Path,
+    conn: psycopg.Connection,
+    table: sql.Composable,
+    size: int,
+    *,
+    logged: bool,
+    deadline: float,
+    on_progress: Callable[[float], None] | None,
+) -> FastLoad:
+    with path.open("rb") as handle:
+        header, batches = _read_collection(handle)
+        result = FastLoad(layer_name=_layer_name(header, path))
+        writer = _TableWriter(conn, table, logged=logged, result=result)
+        try:
+            for batch in batches:
+                if time.monotonic() > deadline:
+                    raise ImportTimeout("Loading the layer took longer than allowed")
+                writer.write(_rows(batch, result))
+                if on_progress is not None:
+                    on_progress(round(100.0 * handle.tell() / size, 1))
+        except BaseException as error:
+            writer.abort(error)
+            raise
+        writer.close()
+    if result.geometry_type is None:
+        raise NotSimple("no feature has a geometry")
+    return result
+
+
+def _layer_name(header: dict[str, Any], path: Path) -> str:
+    name = header.get("name")
+    return name if isinstance(name, str) and name else path.stem
+
+
+def _check_crs(members: dict[str, Any]) -> None:
+    crs = members.get("crs")
+    if crs is None:
+        return
+    try:
+        name = crs["properties"]["name"]
+    except (KeyError, TypeError):
+        raise NotSimple("crs member GDAL must interpret") from None
+    if not isinstance(name, str) or name.strip().lower() not in _WGS84_NAMES:
+        raise NotSimple(f"crs {name!r} needs reprojection")
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+
+def _read_collection(handle: Any) -> tuple[dict[str, Any], Iterator[list[Any]]]:
+    """The members before ``features`` and an iterator over batches of features.
+
+    Every piece handed to orjson is a complete JSON text, and a cut between features is only accepted
+    when the text before it parses as a list: a ``},{`` inside a string or a nested array can never
+    produce a valid list, so the batches are exactly the array's elements.
+    """
+    buffer = handle.read(BATCH_BYTES)
+    if buffer.startswith(b"\xef\xbb\xbf"):
+        buffer = buffer[3:]
+    key = _FEATURES_KEY.search(buffer)
+    if key is None:
+        raise NotSimple("not a FeatureCollection with its features near the start")
+    try:
+        header = orjson.loads(buffer[: key.start()].rstrip().rstrip(b",") + b"}")
+    except orjson.JSONDecodeError:
+        raise NotSimple("members before the features are not plain JSON") from None
+    if not isinstance(header, dict) or header.get("type") != "FeatureCollection":
+        raise NotSimple("not a FeatureCollection")
+    _check_crs(header)
+    return header, _batches(handle, buffer[key.end() :])
+
+
+def _batches(handle: Any, buffer: bytes) -> Iterator[list[Any]]:
+    at_end = False
+    while True:
+        if not at_end and len(buffer) < BATCH_BYTES:
+            more = handle.read(BATCH_BYTES)
+            at_end = not more
+            buffer += more
+            continue
+        if at_end:
+            yield _last_batch(buffer)
+            return
+        batch, buffer = _cut(buffer)
+        if batch is not None:
+            yield batch
+            continue
+        if len(buffer) > _MAX_BUFFER:
+            raise NotSimple("a single feature is too large for the fast path")
+        more = handle.read(BATCH_BYTES)
+        at_end = not more
+        buffer += more
+
+
+def _cut(buffer: bytes) -> tuple[list[Any] | None, bytes]:
+    """Parse the features before the last boundary that ends a feature; the rest stays buffered."""
+    boundaries = list(_BOUNDARY.finditer(buffer, max(0, len(buffer) - BATCH_BYTES // 2)))
+    if not boundaries:
+        boundaries = list(_BOUNDARY.finditer(buffer))
+    for boundary in reversed(boundaries[-_CUT_ATTEMPTS:]):
+        try:
+            batch = orjson.loads(b"[" + buffer[: boundary.start() + 1] + b"]")
+        except orjson.JSONDecodeError:
+            continue
+        return batch, buffer[boundary.end() - 1 :]
+    return None, buffer
+
+
+def _last_batch(buffer: bytes) -> list[Any]:
+    """The remaining features, then the closing ``]`` and any members after the array."""
+    position = len(buffer)
+    for _ in range(_CUT_ATTEMPTS):
+        position = buffer.rfind(b"]", 0, position)
+        if position < 0:
+            break
+        try:
+            batch = orjson.loads(b"[" + buffer[:position] + b"]")
+        except orjson.JSONDecodeError:
+            continue
+        _check_trailer(buffer[position + 1 :])
+        return batch
+    raise NotSimple("the features array is not valid JSON")
+
+
+def _check_trailer(trailer: bytes) -> None:
+    rest = trailer.strip()
+    if rest == b"}":
+        return
+    if not rest.startswith(b","):
+        raise NotSimple("unexpected text after the features")
+    try:
+        members = orjson.loads(b"{" + rest[1:])
+    except orjson.JSONDecodeError:
+        raise NotSimple("members after the features are not plain JSON") from None
+    if "crs" in members:
+        raise NotSimple("crs member after the features")
+
+
+# --- features to rows ------------------------------------------------------------------------------------
+
+
+def _rows(batch: list[Any], result: FastLoad) -> list[tuple[dict[str, Any], str | None]]:
+    """(properties, hex EWKB or None) for each feature of the batch that is inside ±180/±90."""
+    rows = []
+    family = result.geometry_type
+    for feature in batch:
+        if not isinstance(feature, dict) or feature.get("type") != "Feature":
+            raise NotSimple("an element of features is not a Feature")
+        if isinstance(feature.get("id"), str):
+            raise NotSimple("string feature ids (GDAL turns them into a column)")
+        properties = feature.get("properties") or {}
+        if not isinstance(properties, dict):
+            raise NotSimple("properties that are not an object")
+        geometry = feature.get("geometry")
+        if geometry is None:
+            rows.append((properties, None))
+            continue
+        try:
+            kind = geometry["type"]
+            target, is_multi = _FAMILIES[kind]
+        except (KeyError, TypeError):
+            raise NotSimple(f"geometry type {str(kind)[:40] if isinstance(geometry, dict) else '?'}") from None
+        if family is None:
+            family = result.geometry_type = target
+        elif target != family:
+            raise NotSimple(f"mixed geometry types ({family}, {kind})")
+        try:
+            encoded = _encode(target, is_multi, geometry["coordinates"])
+        except (KeyError, TypeError, IndexError, ValueError, struct.error):
+            raise NotSimple(f"a {kind} with unusual coordinates") from None
+        if encoded is None:
+            result.removed += 1
+            continue
+        rows.append((properties, encoded))
+    return rows
+
+
+def _encode(target: str, is_multi: bool, coordinates: Any) -> str | None:
+    """Hex EWKB of the multi geometry, or None when a coordinate is outside ±180/±90."""
+    if target == "MultiPoint" and not is_multi:
+        x, y = coordinates[0], coordinates[1]
+        if not (-180 <= x <= 180 and -90 <= y <= 90):
+            return None
+        return _ONE_POINT.pack(1, _EWKB_SRID_FLAG | 4, _SRID, 1, 1, 1, x, y).hex()
+    parts = coordinates if is_multi else [coordinates]
+    if not parts:
+        raise ValueError("empty geometry")
+    chunks = [_HEAD.pack(1, _EWKB_SRID_FLAG | _WKB_TYPES[target], _SRID, len(parts))]
+    inside = True
+    for part in parts:
+        if target == "MultiPoint":
+            x, y = part[0], part[1]
+            inside = inside and -180 <= x <= 180 and -90 <= y <= 90
+            chunks.append(_POINT.pack(1, 1, x, y))
+        elif target == "MultiLineString":
+            chunks.append(_LINE_HEAD.pack(1, 2))
+            inside = _pack_ring(part, chunks) and inside
+        else:
+            if not part:
+                raise ValueError("empty polygon")
+            chunks.append(_PART_HEAD.pack(1, 3, len(part)))
+            for ring in part:
+                inside = _pack_ring(ring, chunks) and inside
+    return b"".join(chunks).hex() if inside else None
+
+
+def _pack_ring(points: Sequence[Any], chunks: list[bytes]) -> bool:
+    """Append a point count and the XY doubles; whether every point is inside ±180/±90."""
+    if not points:
+        raise ValueError("empty ring")
+    xs = [point[0] for point in points]
+    ys = [point[1] for point in points]
+    flat = [value for pair in zip(xs, ys, strict=True) for value in pair]
+    chunks.append(struct.pack(f"<I{len(flat)}d", len(points), *flat))
+    return min(xs) >= -180 and max(xs) <= 180 and min(ys) >= -90 and max(ys) <= 90
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+
+
+def _values(properties: list[dict[str, Any]], keys: list[str]) -> list[tuple[Any, ...]]:
+    """The property values of each feature in column order (None where a feature lacks one)."""
+    if not keys:
+        return [()] * len(properties)
+    pick = operator.itemgetter(*keys)
+    values = []
+    for item in properties:
+        try:
+            row = pick(item)
+        except KeyError:
+            row = tuple(map(item.get, keys))
+        values.append(row if len(keys) > 1 else (row,))
+    return values
+
+
+def _column_text(column: tuple[Any, ...], kind: str) -> list[str]:
+    """One column of a batch in COPY text format (``\\N`` for NULL, special characters escaped).
+
+    Booleans read ``true``/``false``, as the ogr2ogr path shows GDAL's booleans after the conversion to
+    ``character varying``; numbers in a text column are written in their shortest exact form.
+    """
+    if kind == "boolean":
+        return [_NULL if value is None else ("true" if value else "false") for value in column]
+    if kind != "text" and kind != "null":
+        return [_NULL if value is None else str(value) for value in column]
+    texts = [value if type(value) is str else str(value) for value in column if value is not None]
+    joined = "\n".join(texts)
+    if "\\" in joined or "\t" in joined or "\r" in joined or joined.count("\n") != max(len(texts) - 1, 0):
+        return [_NULL if value is None else _escape(str(value)) for value in column]
+    return [_NULL if value is None else value if type(value) is str else str(value) for value in column]
+
+
+def _escape(text: str) -> str:
+    return text.translate(_COPY_ESCAPES)
+
+
+class _TableWriter:
+    """Creates the staging table from the first batch and COPYs batches, widening columns as needed."""
+
+    def __init__(self, conn: psycopg.Connection, table: sql.Composable, *, logged: bool, result: FastLoad) -> None:
+        self.conn = conn
+        self.table = table
+        self.logged = logged
+        self.result = result
+        self.columns = result.columns
+        self.names: dict[str, str] = {}
+        self.created = False
+        self.copy_cm: Any = None
+        self.copy: Any = None
+
+    def write(self, rows: list[tuple[dict[str, Any], str | None]]) -> None:
+        if not rows:
+            return
+        properties = [row[0] for row in rows]
+        keys = self._keys(properties)
+        values = _values(properties, keys)
+        changes = self._schema_changes(keys, values)
+        if changes or not self.created:
+            self._end_copy()
+            self._apply(changes)
+        if self.copy is None:
+            self._begin_copy()
+        kinds = [self.columns[key] for key in keys]
+        columns = [*zip(*values, strict=True)] if keys else []
+        text_columns = [_column_text(column, kind) for column, kind in zip(columns, kinds, strict=True)]
+        text_columns.append([_NULL if geometry is None else geometry for _, geometry in rows])
+        payload = "\n".join(map("\t".join, zip(*text_columns, strict=True))) + "\n"
+        try:
+            self.copy.write(payload.encode())
+        except psycopg.errors.DataError as error:
+            raise NotSimple(f"PostgreSQL refused a value: {type(error).__name__}") from None
+        self.result.loaded += len(rows)
+
+    def close(self) -> None:
+        self._end_copy()
+        if not self.created:
+            raise NotSimple("no features")
+
+    def _keys(self, properties: list[dict[str, Any]]) -> list[str]:
+        """Column keys after this batch: the known ones, then new ones in order of first appearance."""
+        known = self.columns.keys()
+        if set().union(*properties) <= known:
+            return list(known)
+        ordered = dict.fromkeys(known)
+        for item in properties:
+            ordered.update(dict.fromkeys(item))
+        return list(ordered)
+
+    def _schema_changes(self, keys: list[str], values: list[tuple[Any, ...]]) -> dict[str, str]:
+        """New or widened columns this batch needs: property name -> kind, in column order."""
+        changes = {}
+        for key, column in zip(keys, zip(*values, strict=True), strict=True):
+            kind = self._kind(key, column)
+            if self.columns.get(key) != kind:
+                changes[key] = kind
+        return changes
+
+    def _kind(self, key: str, column: tuple[Any, ...]) -> str:
+        types = set(map(type, column)) - {type(None)}
+        current = self.columns.get(key)
+        if not types:
+            return current or "null"
+        if types - {bool, int, float, str}:
+            raise NotSimple(f"property {key[:40]!r} holds lists or objects")
+        if bool in types or current == "boolean":
+            if types != {bool} or current not in (None, "null", "boolean"):
+                raise NotSimple(f"property {key[:40]!r} mixes booleans with other values")
+            return "boolean"
+        if str in types:
+            kind = "text"
+        elif float in types:
+            kind = "numeric"
+        else:
+            numbers = [value for value in column if value is not None]
+            kind = "integer" if _INT32[0] <= min(numbers) and max(numbers) <= _INT32[1] else "numeric"
+        if current in (None, "null"):
+            return kind
+        return _WIDENING[max(_WIDENING.index(current), _WIDENING.index(kind))]
+
+    def _apply(self, changes: dict[str, str]) -> None:
+        for key in changes:
+            if key not in self.columns:
+                name = launder(key)
+                too_long = len(name.encode()) > _MAX_IDENTIFIER_BYTES
+                if not name or too_long or name in _RESERVED or name in self.names.values():
+                    raise NotSimple(f"property name {key[:40]!r} needs GDAL's renaming")
+                self.names[key] = name
+        if not self.created:
+            if self.result.geometry_type is None:
+                raise NotSimple("the first features have no geometry")
+            self.columns.update(changes)
+            self._create()
+            return
+        statements = []
+        for key, kind in changes.items():
+            column = sql.Identifier(self.names[key])
+            if key not in self.columns:
+                statements.append(sql.SQL("ADD COLUMN {} {}").format(column, sql.SQL(_KIND_SQL[kind])))
+            else:
+                target = sql.SQL(_KIND_SQL[kind])
+                statements.append(sql.SQL("ALTER COLUMN {c} TYPE {t} USING {c}::{t}").format(c=column, t=target))
+            self.columns[key] = kind
+        self.conn.execute(sql.SQL("ALTER TABLE {} ").format(self.table) + sql.SQL(", ").join(statements))
+
+    def _create(self) -> None:
+        geometry = self.result.geometry_type
+        definitions = [sql.SQL("ogc_fid serial NOT NULL")]
+        definitions += [
+            sql.SQL("{} {}").format(sql.Identifier(self.names[key]), sql.SQL(_KIND_SQL[kind]))
+            for key, kind in self.columns.items()
+        ]
+        definitions.append(sql.SQL("wkb_geometry geometry({}, {})").format(sql.SQL(geometry), sql.SQL(str(_SRID))))
+        persistence = sql.SQL("TABLE" if self.logged else "UNLOGGED TABLE")
+        self.conn.execute(sql.SQL("CREATE {} {} ({})").format(persistence, self.table, sql.SQL(", ").join(definitions)))
+        self.created = True
+
+    def _begin_copy(self) -> None:
+        targets = [sql.Identifier(self.names[key]) for key in self.columns] + [sql.Identifier("wkb_geometry")]
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(self.table, sql.SQL(", ").join(targets))
+        self.copy_cm = self.conn.cursor().copy(statement)
+        self.copy = self.copy_cm.__enter__()
+
+    def abort(self, error: BaseException) -> None:
+        """End an open COPY after ``error`` (psycopg tells the server the COPY failed)."""
+        if self.copy_cm is not None:
+            manager, self.copy_cm, self.copy = self.copy_cm, None, None
+            try:
+                manager.__exit__(type(error), error, error.__traceback__)
+            except Exception:  # the original error is the one worth reporting
+                pass
+
+    def _end_copy(self) -> None:
+        if self.copy_cm is None:
+            return
+        manager, self.copy_cm, self.copy = self.copy_cm, None, None
+        try:
+            manager.__exit__(None, None, None)
+        except psycopg.errors.DataError as error:
+            raise NotSimple(f"PostgreSQL refused a value: {type(error).__name__}") from None

@@ -64,7 +64,17 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed work horse whose parent died too stays a zombie where nothing reaps orphans (a container
+    without an init): it is dead, and its folder must go."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].startswith("Z")
 
 
 def sweep_staging_tables(rt: Runtime) -> int:

@@ -385,12 +385,18 @@ def _column_text(column: tuple[Any, ...], kind: str) -> list[str]:
     if kind == "boolean":
         return [_NULL if value is None else ("true" if value else "false") for value in column]
     if kind != "text" and kind != "null":
-        return [_NULL if value is None else str(value) for value in column]
+        return [_NULL if value is None else _number_text(value) for value in column]
     texts = [value if type(value) is str else str(value) for value in column if value is not None]
     joined = "\n".join(texts)
     if "\\" in joined or "\t" in joined or "\r" in joined or joined.count("\n") != max(len(texts) - 1, 0):
         return [_NULL if value is None else _escape(str(value)) for value in column]
     return [_NULL if value is None else value if type(value) is str else str(value) for value in column]
+
+
+def _number_text(value: float) -> str:
+    """Shortest exact spelling; whole floats without ``.0`` (so ``numeric`` shows ``3``, as from GDAL)."""
+    text = str(value)
+    return text[:-2] if text.endswith(".0") else text
 
 
 def _escape(text: str) -> str:
@@ -408,6 +414,7 @@ class _TableWriter:
         self.columns = result.columns
         self.names: dict[str, str] = {}
         self.created = False
+        self.added_late = False
         self.copy_cm: Any = None
         self.copy: Any = None
 
@@ -438,6 +445,19 @@ class _TableWriter:
         self._end_copy()
         if not self.created:
             raise NotSimple("no features")
+        if self.added_late:
+            self._move_geometry_last()
+
+    def _move_geometry_last(self) -> None:
+        """Put the geometry after columns added during the load, where GDAL's order has it (one rewrite)."""
+        geometry = sql.SQL("geometry({}, {})").format(sql.SQL(self.result.geometry_type or ""), sql.SQL(str(_SRID)))
+        for statement in (
+            "ALTER TABLE {t} ADD COLUMN wkb_geometry_last {g}",
+            "UPDATE {t} SET wkb_geometry_last = wkb_geometry",
+            "ALTER TABLE {t} DROP COLUMN wkb_geometry",
+            "ALTER TABLE {t} RENAME COLUMN wkb_geometry_last TO wkb_geometry",
+        ):
+            self.conn.execute(sql.SQL(statement).format(t=self.table, g=geometry))
 
     def _keys(self, properties: list[dict[str, Any]]) -> list[str]:
         """Column keys after this batch: the known ones, then new ones in order of first appearance."""
@@ -499,6 +519,7 @@ class _TableWriter:
             column = sql.Identifier(self.names[key])
             if key not in self.columns:
                 statements.append(sql.SQL("ADD COLUMN {} {}").format(column, sql.SQL(_KIND_SQL[kind])))
+                self.added_late = True
             else:
                 target = sql.SQL(_KIND_SQL[kind])
                 statements.append(sql.SQL("ALTER COLUMN {c} TYPE {t} USING {c}::{t}").format(c=column, t=target))

@@ -192,8 +192,8 @@ class RedisServer:
         argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--databases", "16"]
         if self.password:
             argv += ["--requirepass", self.password]
-        log = (self.directory / "redis.log").open("ab")
-        self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        with (self.directory / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         wait_until(self._answers, 30, f"redis-server on port {self.port}")
         return self
 

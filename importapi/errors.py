@@ -12,6 +12,7 @@
         ├── NoLayerFound               no-layer-found
         ├── ArchiveTooLarge            archive-too-large
         ├── PushingToPostgisProblem    pushing-to-postgis-problem
+        │   └── PostgisUnavailable     pushing-to-postgis-problem (retried while the job has retries)
         └── FetchBoundingBoxProblem    fetch-bounding-box-problem
     ImportSuperseded                   not an error: a newer request for the resource exists
 
@@ -79,6 +80,12 @@ class ArchiveTooLarge(ImportProblem):
 class PushingToPostgisProblem(ImportProblem):
     error_type = "pushing-to-postgis-problem"
     user_message = "Problem during ogr2ogr import to postgis"
+
+
+class PostgisUnavailable(PushingToPostgisProblem):
+    """PostGIS went away during the import (restart, failover): the job runs again later."""
+
+    user_message = "PostGIS was unavailable during the import"
 
 
 class FetchBoundingBoxProblem(ImportProblem):

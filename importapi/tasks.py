@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rq import Retry
+import psycopg
+from rq import Retry, get_current_job
 from rq.timeouts import JobTimeoutException
 
 from core import runtime
@@ -21,9 +22,9 @@ from core.progress import report_progress
 from core.runtime import Runtime
 from tiles import tasks as tiles_tasks
 
-from . import callback
+from . import callback, sweep
 from .download import redact_url
-from .errors import DownloadRefused, ImportProblem, ImportSuperseded, ImportTimeout
+from .errors import DownloadRefused, ImportProblem, ImportSuperseded, ImportTimeout, PostgisUnavailable
 from .layers import layer_id_for
 from .pipeline import run_import
 from .requests_state import ImportRequest, RequestState
@@ -32,7 +33,22 @@ log = logging.getLogger(__name__)
 
 QUEUE = "geo_q"
 IMPORT_RETRY = Retry(max=2, interval=[30, 120])
-"""Re-runs an import whose worker died (rq re-queues abandoned jobs that have retries left)."""
+"""Re-runs an import whose worker died (rq re-queues abandoned jobs that have retries left) or that lost
+PostGIS midway (a restart or failover)."""
+POSTGIS_LOST_MARKERS = (
+    "server closed the connection",
+    "terminating connection",
+    "connection is lost",
+    "connection is closed",
+    "could not connect",
+    "connection refused",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
+    "cannot connect to postgis",
+    "no connection to the server",
+)
+"""What libpq, psycopg and ogr2ogr say when the server went away (as opposed to refusing the data)."""
 CALLBACK_TIMEOUT_SEC = 120
 
 
@@ -63,6 +79,7 @@ def enqueue_import(rt: Runtime, resource_id: str) -> None:
 def import_resource(resource_id: str) -> dict[str, Any]:
     """Import the newest requested file of ``resource_id`` and queue the callback; safe to run twice."""
     rt = runtime.current()
+    _sweep_after_lost_attempt(rt)
     state = RequestState(rt.redis, resource_id)
     outcome: dict[str, Any] = {"resource_id": resource_id, "state": "nothing-to-do"}
     while True:
@@ -106,15 +123,50 @@ def _import_once(rt: Runtime, resource_id: str, request: ImportRequest, state: R
         log.info("import of resource %s generation %d superseded", resource_id, request.generation)
         return None
     except ImportProblem as error:
+        _retry_if_postgis_lost(resource_id, error)
         log.warning("import of resource %s failed: %s (%s)", resource_id, error.message, error.error_type)
         return callback.failure_shape_info(layer_id, error)
     except JobTimeoutException:
         raise
-    except Exception:
+    except Exception as error:
+        _retry_if_postgis_lost(resource_id, error)
         log.exception("unexpected failure importing resource %s", resource_id)
         return callback.failure_shape_info(layer_id, ImportProblem())
     log.info("imported %d features into %s", result.feature_count, layer_id)
     return result.shape_info()
+
+
+def _sweep_after_lost_attempt(rt: Runtime) -> None:
+    """A re-run first drops the staging tables a lost attempt could not (PostGIS went away under it)."""
+    job = get_current_job()
+    if job is None or job.retries_left is None or job.retries_left >= (IMPORT_RETRY.max or 0):
+        return
+    try:
+        sweep.sweep_staging_tables(rt)
+    except Exception as error:  # PostGIS still down: the import itself will say so
+        log.warning("could not sweep staging tables before the re-run: %s", type(error).__name__)
+
+
+def _retry_if_postgis_lost(resource_id: str, error: BaseException) -> None:
+    """Raise :class:`PostgisUnavailable` (rq runs the job again after its retry interval) when the import
+    failed because PostGIS went away and the job has retries left; the last attempt reports the failure."""
+    job = get_current_job()
+    if job is None or not job.retries_left or not postgis_lost(error):
+        return
+    log.warning("PostGIS went away while importing resource %s: the import will run again", resource_id)
+    raise PostgisUnavailable() from None
+
+
+def postgis_lost(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) says the connection to PostGIS was lost or refused."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, psycopg.OperationalError):
+            return True
+        if any(marker in str(seen).lower() for marker in POSTGIS_LOST_MARKERS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _layer_id(rt: Runtime, resource_id: str) -> str:

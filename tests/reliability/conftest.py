@@ -170,9 +170,13 @@ def advance_rq_clock(redis: Redis, seconds: float, queue_names: Iterable[str] = 
     for name in names:
         StartedJobRegistry(queue=queue(name, redis)).cleanup(timestamp=future)
     scheduler = RQScheduler(names, connection=redis, serializer=SERIALIZER)
-    with mock.patch("rq.scheduler.current_timestamp", lambda: int(future)):
-        scheduler.prepare_registries(names)
-        scheduler.enqueue_scheduled_jobs()
+    try:
+        with mock.patch("rq.scheduler.current_timestamp", lambda: int(future)):
+            scheduler.prepare_registries(names)
+            scheduler.enqueue_scheduled_jobs()
+    finally:
+        scheduler.connection.close()  # rq's scheduler opens a connection pool of its own
+        scheduler.connection.connection_pool.disconnect()
 
 
 # --- private Redis ---

@@ -24,9 +24,12 @@ import gc
 import operator
 import re
 import struct
+import sys
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +78,7 @@ _ONE_POINT = struct.Struct("<BIIIBIdd")
 _HEAD = struct.Struct("<BIII")
 _PART_HEAD = struct.Struct("<BII")
 _LINE_HEAD = struct.Struct("<BI")
+_COUNT = struct.Struct("<I")
 _POINT = struct.Struct("<BIdd")
 
 # Column kinds: "null" (no value yet) becomes any other; integer < numeric < text widen in that order;
@@ -351,10 +355,15 @@ def _pack_ring(points: Sequence[Any], chunks: list[bytes]) -> bool:
     """Append a point count and the XY doubles; whether every point is inside ±180/±90."""
     if not points:
         raise ValueError("empty ring")
-    xs = [point[0] for point in points]
-    ys = [point[1] for point in points]
-    flat = [value for pair in zip(xs, ys, strict=True) for value in pair]
-    chunks.append(struct.pack(f"<I{len(flat)}d", len(points), *flat))
+    flat = list(chain.from_iterable(points))
+    if len(flat) != 2 * len(points):  # Z or M values: keep XY only (-dim XY)
+        flat = [value for point in points for value in (point[0], point[1])]
+    xs, ys = flat[0::2], flat[1::2]
+    chunks.append(_COUNT.pack(len(points)))
+    doubles = array("d", flat)
+    if sys.byteorder != "little":  # WKB byte-order flag 1 (little endian) is written for every part
+        doubles.byteswap()
+    chunks.append(doubles.tobytes())
     return min(xs) >= -180 and max(xs) <= 180 and min(ys) >= -90 and max(ys) <= 90
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -18,13 +17,12 @@ from tests.fakes import FakeService, Reply
 from tests.processes.test_ogcapi import running_worker, wait_until_ended
 from tests.waiting import wait_until
 
-GEOJSON = {
-    "type": "FeatureCollection",
-    "features": [
-        {"type": "Feature", "properties": {"n": i}, "geometry": {"type": "Point", "coordinates": [i % 90, i % 45]}}
-        for i in range(50)
-    ],
-}
+PLACEMARKS = "".join(
+    f"<Placemark><name>p{i}</name><Point><coordinates>{i % 90},{i % 45}</coordinates></Point></Placemark>"
+    for i in range(50)
+)
+# KML goes through ogr2ogr (simple GeoJSON has a faster path of its own).
+KML = f'<?xml version="1.0"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document>{PLACEMARKS}</Document></kml>'
 
 
 def ogr2ogr_pids() -> set[int]:
@@ -65,8 +63,8 @@ def test_dismissing_a_running_import_kills_its_ogr2ogr(
 ) -> None:
     before = ogr2ogr_pids()
     with FakeService("files") as files, spatial_ref_sys_locked(postgis_db):
-        files.route("GET", "/layer.geojson", Reply(body=json.dumps(GEOJSON).encode()))
-        inputs = {"resource_id": "dismiss-me-1", "url": f"{files.url}/layer.geojson"}
+        files.route("GET", "/layer.kml", Reply(body=KML.encode()))
+        inputs = {"resource_id": "dismiss-me-1", "url": f"{files.url}/layer.kml"}
         job_id = client.post("/processes/geopreview-import/execution", json={"inputs": inputs}).get_json()["jobID"]
 
         with running_worker(settings_env, "geo_q"):

@@ -61,6 +61,11 @@ WHERE t.{geom} && ST_MakeEnvelope(%s, %s, %s, %s, 4326)
 """
 
 
+MAX_STORED_BYTES = 64 * 1024 * 1024
+"""Stop a layer's prerender once this much is stored: one huge feature (or a huge attribute) makes every tile
+it touches cost the same at every zoom, and would otherwise fill the store and hold geo_q for minutes."""
+
+
 @dataclass
 class PrerenderReport:
     """What one prerender run did."""
@@ -69,6 +74,7 @@ class PrerenderReport:
     generation: str
     stored: int = 0
     already_stored: int = 0
+    stored_bytes: int = 0
     deepest_zoom: int | None = None
     seconds: float = 0.0
     state: str = "done"
@@ -105,18 +111,23 @@ def prerender(conn: psycopg.Connection, layer: Layer, settings: Settings) -> Pre
     extent = summarise_layer(conn, layer, geometry).extent
     min_cost = settings.tiles_prerender_min_features
     frontier = deque([TileAddress(0, 0, 0)])
-    while frontier and report.stored + report.already_stored < settings.tiles_prerender_max_tiles:
+    while (
+        frontier
+        and report.stored + report.already_stored < settings.tiles_prerender_max_tiles
+        and report.stored_bytes < MAX_STORED_BYTES
+    ):
         tile = frontier.popleft()
         if misses_extent(tile, extent) or tile_cost(conn, layer, geometry, tile) < min_cost:
             continue
         etag = tile_etag(layer, geometry, attributes, tile)
         if is_stored(conn, etag):
             report.already_stored += 1
-        elif not _build_and_store(conn, layer, geometry, attributes, tile, etag):
+        elif (size := _build_and_store(conn, layer, geometry, attributes, tile, etag)) is None:
             report.state = "superseded"
             break
         else:
             report.stored += 1
+            report.stored_bytes += size
         report.deepest_zoom = tile.z
         if tile.z < settings.tiles_max_zoom:
             frontier.extend(tile.children())
@@ -157,8 +168,8 @@ def is_stored(conn: psycopg.Connection, etag: str) -> bool:
 
 def _build_and_store(
     conn: psycopg.Connection, layer: Layer, geometry: Column, attributes: list[Column], tile: TileAddress, etag: str
-) -> bool:
-    """Build one tile and store it; False (nothing stored) when the layer was re-imported since ``layer``."""
+) -> int | None:
+    """Build one tile and store it: its size; None (nothing stored) when the layer was re-imported since ``layer``."""
     with conn.transaction():
         conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
         started = time.perf_counter()
@@ -168,13 +179,13 @@ def _build_and_store(
         # before the tile is stored.
         try:
             if load_layer(conn, layer.layer_id).generation != layer.generation:
-                return False
+                return None
         except UnknownLayer:
-            return False
+            return None
         conn.execute(
             f"INSERT INTO {STORE} (etag, layer_id, generation, z, x, y, body, build_ms)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (etag) DO NOTHING",
             (etag, layer.layer_id, layer.generation, tile.z, tile.x, tile.y, body, build_ms),
         )
     log.info("prerendered %s tile %d/%d/%d: %d bytes in %.0f ms", layer.layer_id, *tile.zxy, len(body), build_ms)
-    return True
+    return len(body)

@@ -12,6 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from tests.fakes import FakeCkan, FakeService, Reply
+from tiles import prerender
 
 from . import hostile
 from .conftest import Proc, wait_until
@@ -91,6 +92,7 @@ def test_hostile_files_are_refused_or_handled(
         assert worker.alive(), worker.output()
 
     _assert_nothing_escaped(settings, tmp_path)
+    _assert_prerender_bounded(pg)
     _assert_no_secret_file_in_layers(pg)
     assert pg.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'hdxrq_staging'").fetchone()[0] == 0
     wait_until(lambda: list(Path(settings.gis_tmp).iterdir()) == [], 10, "job folders to be removed")
@@ -108,3 +110,12 @@ def _assert_no_secret_file_in_layers(pg) -> None:
     for table in tables:
         dumped = pg.execute(f"SELECT coalesce(string_agg(t::text, ''), '') FROM public.\"{table}\" t").fetchone()[0]
         assert hostile.PASSWD_MARKER not in dumped, table
+
+
+def _assert_prerender_bounded(pg) -> None:
+    """The huge feature's layer must not make the tiles prerender fill the store (each of its tiles is ~2 MB)."""
+    if not pg.execute("SELECT to_regclass('hdxrq_tiles.prerendered') IS NOT NULL").fetchone()[0]:
+        return
+    rows = pg.execute("SELECT layer_id, sum(length(body)), max(length(body)) FROM hdxrq_tiles.prerendered GROUP BY 1")
+    for layer_id, total, largest in rows:
+        assert total <= prerender.MAX_STORED_BYTES + largest, layer_id

@@ -158,6 +158,43 @@ def test_schema_widens_across_batches(settings: Settings, pg: psycopg.Connection
     assert pg.execute("SELECT label FROM pre_fast WHERE extra = 'new'").fetchone() == ("tab\there \\ and\nnewline",)
 
 
+def test_number_spellings_and_sparse_columns_match_gdal(
+    settings: Settings, pg: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Exponents, whole floats, negative zero and nulls in numeric columns; nulls and escapes in text."""
+    values = [1e-7, 1e16, 3.0, -0.0, 1.5e300, -2.5, None, 123456789.123, 7.0, None]
+    features = [
+        feature(
+            point(i, i),
+            measure=value,
+            count=None if i % 3 else i * 1000,
+            label=None if i % 2 else f"row\t{i}\\",
+        )
+        for i, value in enumerate(values)
+    ]
+    path = tmp_path / "spellings.geojson"
+    path.write_bytes(geojson(*features))
+
+    _, fast = both_ways(settings, pg, path)
+
+    assert fast.driver == FAST
+    rows = pg.execute("SELECT measure::text, count, label FROM pre_fast ORDER BY ogc_fid").fetchall()
+    assert [row[0] for row in rows] == [
+        "0.0000001",
+        "10000000000000000",
+        "3",
+        "0",
+        "15" + "0" * 299,
+        "-2.5",
+        None,
+        "123456789.123",
+        "7",
+        None,
+    ]
+    assert [row[1] for row in rows] == [0, None, None, 3000, None, None, 6000, None, None, 9000]
+    assert [row[2] for row in rows[:3]] == ["row\t0\\", None, "row\t2\\"]
+
+
 @pytest.mark.parametrize(
     ("name", "document"),
     [

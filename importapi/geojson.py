@@ -554,7 +554,9 @@ class _TableWriter:
 
     def _create(self) -> None:
         geometry = self.result.geometry_type
-        definitions = [sql.SQL("ogc_fid serial NOT NULL")]
+        # The key is there from the start, as in a plain CREATE TABLE + COPY: the server maintains it while
+        # this process parses the next batch, instead of building it afterwards on the critical path.
+        definitions = [sql.SQL("ogc_fid serial PRIMARY KEY")]
         definitions += [
             sql.SQL("{} {}").format(sql.Identifier(self.names[key]), sql.SQL(_KIND_SQL[kind]))
             for key, kind in self.columns.items()

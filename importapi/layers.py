@@ -7,9 +7,11 @@ into the live one in a single transaction, so map readers only ever see the old 
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +24,7 @@ from .errors import FetchBoundingBoxProblem, ImportSuperseded, NoLayerFound
 if TYPE_CHECKING:
     import psycopg
 
+log = logging.getLogger(__name__)
 STAGING_SCHEMA = "hdxrq_staging"
 GEOMETRY_COLUMN = "wkb_geometry"
 FID_COLUMN = "ogc_fid"
@@ -74,13 +77,15 @@ def finalize_and_swap(
     logged: bool,
     still_current: Callable[[], bool] | None = None,
     removed: int | None = None,
-    add_primary_key: bool = False,
+    open_reader: Callable[[], psycopg.Connection] | None = None,
 ) -> tuple[int, LayerMetadata]:
     """Clean, index and analyse the staging table, then make it ``public.<layer_id>``: one transaction.
 
     ``logged`` turns an UNLOGGED staging table into a logged one. ``removed``, when given, is the number
-    of out-of-range features the loader already left out (no DELETE pass); ``add_primary_key`` adds the
-    ``ogc_fid`` key a loader left for after the load.
+    of out-of-range features the loader already left out (no DELETE pass). ``open_reader``, when given,
+    opens a second connection that measures the extent and row count while this one builds the spatial
+    index (only when nothing in the transaction needs an exclusive lock before the swap: such a lock would
+    keep the reader waiting until the transaction ends).
 
     Returns the number of features removed for coordinates outside ±180/±90 and the live layer's metadata.
     Raises :class:`ImportSuperseded` (rolling everything back) when ``still_current()`` says a newer
@@ -88,22 +93,21 @@ def finalize_and_swap(
     """
     table = sql.Identifier(STAGING_SCHEMA, staging)
     with conn.transaction():
+        # The reader sees committed rows only: not with a DELETE pass or a rewrite in this transaction
+        unchanged = removed is not None
         if removed is None:
             removed = _remove_out_of_range(conn, table)
-        _convert_columns_for_map(conn, staging)
+        unchanged = not _convert_columns_for_map(conn, staging) and unchanged
         if logged:
             conn.execute(sql.SQL("ALTER TABLE {} SET LOGGED").format(table))
-        if add_primary_key:
+        concurrent = open_reader is not None and unchanged and not logged
+        with _ExtentReader(open_reader if concurrent else None, table) as reader:
             conn.execute(
-                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
-                    table, sql.Identifier(f"{staging}_pkey"), sql.Identifier(FID_COLUMN)
+                sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
+                    sql.Identifier(f"{staging}_geom_idx"), table, sql.Identifier(GEOMETRY_COLUMN)
                 )
             )
-        conn.execute(
-            sql.SQL("CREATE INDEX {} ON {} USING gist ({})").format(
-                sql.Identifier(f"{staging}_geom_idx"), table, sql.Identifier(GEOMETRY_COLUMN)
-            )
-        )
+            measured = reader.result()
         conn.execute(sql.SQL("ANALYZE {}").format(table))
         # Serialise swaps of one layer; the newest request is checked under the lock, so an older import
         # finishing late can never replace a newer table.
@@ -111,8 +115,54 @@ def finalize_and_swap(
         if still_current is not None and not still_current():
             raise ImportSuperseded(layer_id)
         _replace_live_table(conn, staging, layer_id)
-        metadata = describe_layer(conn, layer_id)
+        metadata = describe_layer(conn, layer_id, measured=measured)
     return removed, metadata
+
+
+class _ExtentReader:
+    """Extent and row count of a committed staging table, read on a second connection in a thread.
+
+    Used as a context manager around the index build; :meth:`result` is None when there is no reader or
+    it failed (the caller then measures the live table itself, as without a reader).
+    """
+
+    def __init__(self, open_reader: Callable[[], psycopg.Connection] | None, table: sql.Composable) -> None:
+        self._open_reader = open_reader
+        self._table = table
+        self._pool: ThreadPoolExecutor | None = None
+        self._future: Future[tuple[str | None, int]] | None = None
+
+    def __enter__(self) -> _ExtentReader:
+        if self._open_reader is not None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hdxrq-extent")
+            self._future = self._pool.submit(self._measure)
+        return self
+
+    def _measure(self) -> tuple[str | None, int]:
+        assert self._open_reader is not None
+        with self._open_reader() as reader:
+            row = reader.execute(_extent_query(self._table)).fetchone()
+        assert row is not None
+        return row[0], row[1]
+
+    def result(self) -> tuple[str | None, int] | None:
+        """The measured (extent text, count), waiting for the reader; None without a usable reading."""
+        if self._future is None:
+            return None
+        try:
+            return self._future.result()
+        except Exception as error:  # measured again on the live table, where an error is reported properly
+            log.warning("concurrent extent read failed: %s", type(error).__name__)
+            return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        # Waits for the reader even when the index build failed: its connection must not outlive the job.
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+def _extent_query(table: sql.Composable) -> sql.Composable:
+    return sql.SQL("SELECT ST_Extent({g})::text, count(*) FROM {t}").format(g=sql.Identifier(GEOMETRY_COLUMN), t=table)
 
 
 def _remove_out_of_range(conn: psycopg.Connection, table: sql.Composable) -> int:
@@ -123,7 +173,7 @@ def _remove_out_of_range(conn: psycopg.Connection, table: sql.Composable) -> int
     return conn.execute(query).rowcount
 
 
-def _convert_columns_for_map(conn: psycopg.Connection, staging: str) -> None:
+def _convert_columns_for_map(conn: psycopg.Connection, staging: str) -> bool:
     """Give every attribute a type the map requests (one table rewrite, only when something needs it)."""
     rows = conn.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
@@ -139,6 +189,7 @@ def _convert_columns_for_map(conn: psycopg.Connection, staging: str) -> None:
         conn.execute(
             sql.SQL("ALTER TABLE {} ").format(sql.Identifier(STAGING_SCHEMA, staging)) + sql.SQL(", ").join(changes)
         )
+    return bool(changes)
 
 
 def _conversion(column: str, data_type: str) -> sql.Composable:
@@ -167,23 +218,26 @@ def _replace_live_table(conn: psycopg.Connection, staging: str, layer_id: str) -
         )
 
 
-def describe_layer(conn: psycopg.Connection, layer_id: str) -> LayerMetadata:
-    """Bounding box (``ST_Extent::text``), columns in order (schema ``public`` only) and feature count."""
+def describe_layer(
+    conn: psycopg.Connection, layer_id: str, *, measured: tuple[str | None, int] | None = None
+) -> LayerMetadata:
+    """Bounding box (``ST_Extent::text``), columns in order (schema ``public`` only) and feature count.
+
+    ``measured``: the (extent, count) already read from the same rows (by the concurrent reader).
+    """
     try:
         fields = conn.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
             (layer_id,),
         ).fetchall()
-        row = conn.execute(
-            sql.SQL("SELECT ST_Extent({g})::text, count(*) FROM {t}").format(
-                g=sql.Identifier(GEOMETRY_COLUMN), t=sql.Identifier("public", layer_id)
-            )
-        ).fetchone()
+        if measured is None:
+            row = conn.execute(_extent_query(sql.Identifier("public", layer_id))).fetchone()
+            assert row is not None
+            measured = (row[0], row[1])
     except Exception as error:
         raise FetchBoundingBoxProblem(f"Could not read the imported layer: {type(error).__name__}") from error
-    assert row is not None
-    box, count = row
+    box, count = measured
     if count == 0 or box is None:
         raise NoLayerFound("The file has no features with coordinates inside ±180/±90")
     return LayerMetadata(

@@ -236,7 +236,6 @@ def _fast_geojson(
         return {
             "logged": settings.layer_tables_logged and not FAST_PATH_LOGGED_LOAD,
             "removed": outcome.removed,
-            "add_primary_key": True,
         }
 
     try:
@@ -285,7 +284,12 @@ def _through_staging(
             return clock.run(
                 "finalize",
                 lambda: layers.finalize_and_swap(
-                    conn, staging, layer_id, still_current=still_current, **finalize_options
+                    conn,
+                    staging,
+                    layer_id,
+                    still_current=still_current,
+                    open_reader=lambda: connect(settings, autocommit=True),
+                    **finalize_options,
                 ),
             )
         finally:

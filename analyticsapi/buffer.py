@@ -143,6 +143,23 @@ class SinkBuffer:
         """Entries still in the stream (pending or not yet read)."""
         return int(self.redis.xlen(self.key))
 
+    def has_unread(self) -> bool:
+        """Whether entries were added that no sender has claimed yet (newer than the group's last read)."""
+        last_added = self.redis.xinfo_stream(self.key)["last-generated-id"]
+        for group in self.redis.xinfo_groups(self.key):
+            if _text(group["name"]) == GROUP:
+                return _stream_id(last_added) > _stream_id(group["last-delivered-id"])
+        return self.backlog() > 0
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _stream_id(value: bytes | str) -> tuple[int, int]:
+    milliseconds, _, sequence = _text(value).partition("-")
+    return int(milliseconds), int(sequence or 0)
+
 
 def dead_letters(redis: Redis, limit: int | None = None) -> list[dict[str, Any]]:
     """The dead-lettered events, oldest first (``limit`` caps how many)."""

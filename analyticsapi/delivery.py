@@ -55,12 +55,29 @@ class DrainReport:
     """Seconds until a destination may be tried again (backoff, or a lease to expire)."""
     more: bool = False
     """The time budget ran out with events left: drain again at once."""
+    active: set[str] = field(default_factory=set)
+    """Destinations this run held the lease of and left in good standing (not backing off)."""
 
     def count(self, counter: dict[str, int], sink: str, number: int) -> None:
         counter[sink] = counter.get(sink, 0) + number
 
     def wake_in(self, seconds: float) -> None:
         self.come_back_in = seconds if self.come_back_in is None else min(self.come_back_in, seconds)
+
+    def busy(self) -> bool:
+        """Whether this run sent anything (delivered or dead-lettered)."""
+        return bool(self.delivered or self.dead_lettered)
+
+    def merge(self, other: DrainReport) -> None:
+        """Add ``other`` (a later pass of the same drain) to this report."""
+        for mine, theirs in ((self.delivered, other.delivered), (self.requests, other.requests)):
+            for sink, number in theirs.items():
+                self.count(mine, sink, number)
+        for sink, number in other.dead_lettered.items():
+            self.count(self.dead_lettered, sink, number)
+        self.come_back_in = other.come_back_in
+        self.more = other.more
+        self.active = other.active
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -104,10 +121,11 @@ class Delivery:
         """A delivery to Mixpanel and GA4 as configured."""
         return cls(redis, settings, [MixpanelSender(settings), Ga4Sender(settings)], **kwargs)
 
-    def run(self) -> DrainReport:
-        """Deliver what is buffered, destination by destination."""
+    def run(self, deadline: float | None = None) -> DrainReport:
+        """Deliver what is buffered, destination by destination, until done or ``deadline`` (``clock`` time)."""
         report = DrainReport()
-        deadline = self.clock() + self.settings.analytics_drain_budget_sec
+        if deadline is None:
+            deadline = self.clock() + self.settings.analytics_drain_budget_sec
         for sender in self.senders:
             if sender.configured():
                 self._drain(sender, deadline, report)
@@ -130,23 +148,25 @@ class Delivery:
             report.wake_in(buf.lease_remaining() or self.lease_sec)
             return
         try:
-            self._send_claimed(sender, buf, lease, deadline, report)
+            if self._send_claimed(sender, buf, lease, deadline, report):
+                report.active.add(sender.sink)
         except LockError:
             log.warning("%s: lease lost, another sender took over", sender.sink)
         finally:
             _release(lease)
 
-    def _send_claimed(self, sender: Sender, buf: SinkBuffer, lease: Lock, deadline: float, report: DrainReport) -> None:
+    def _send_claimed(self, sender: Sender, buf: SinkBuffer, lease: Lock, deadline: float, report: DrainReport) -> bool:
+        """Send batch by batch; return False when the destination must back off."""
         while True:
             if self.clock() >= deadline:
-                report.more = buf.backlog() > 0
-                return
+                report.more = report.more or buf.backlog() > 0
+                return True
             entries = buf.claim(sender.read_count)
             if not entries:
-                return
+                return True
             for batch in sender.batches(entries):
                 if not self._send_batch(sender, buf, batch, report):
-                    return
+                    return False
                 lease.reacquire()
 
     def _send_batch(self, sender: Sender, buf: SinkBuffer, batch: list[Entry], report: DrainReport) -> bool:

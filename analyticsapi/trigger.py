@@ -1,11 +1,18 @@
-"""How delivery runs on ``analytics_q`` without one job per event.
+"""How delivery runs on ``analytics_q`` without one job per event, and without one job per burst either.
 
 * The edge sets ``drain-requested`` (SET NX, in the same MULTI as the XADD). Only the request that
-  set it enqueues a drain job, after its response is sent; the drain clears the flag when it starts, so
-  events arriving during a drain request the next one. At most one drain is waiting at any time.
+  set it enqueues a drain job, after its response is sent.
+* The flag stays set while that drain is queued *and while it runs*: a running drain renews it (for as
+  long as a lease) after every pass and keeps claiming new events until none came for
+  ``HDXRQ_ANALYTICS_DRAIN_IDLE_SEC`` (or its budget ends). Under steady traffic one drain job, in one work
+  horse, delivers everything; the edge enqueues nothing.
+* A drain that delivered clears the flag when it ends and *then* looks for events no sender has read:
+  an event buffered before the clear is seen by that look, one buffered after it sets the flag and
+  enqueues the next drain. No event is stranded, and at most one drain is waiting at any time.
 * Every drain ends by scheduling a *tick* (a delayed drain, ``enqueue_in``): soon when a destination is
   backing off or a lease held by a dead worker must expire, otherwise after ``HDXRQ_ANALYTICS_TICK_SEC``.
-  So events never sit forever, even when an enqueue was lost. Workers also request a drain when they start.
+  So events never sit forever, even when an enqueue was lost or a drain was killed while holding the
+  flag (it expires with the lease). Workers also enqueue a drain when they start.
 """
 
 from __future__ import annotations
@@ -55,16 +62,26 @@ def enqueue_drain(redis: Redis, settings: Settings, *, trigger: str = "request",
     return str(job.id)
 
 
-def request_drain(redis: Redis, settings: Settings) -> bool:
-    """Enqueue a drain unless one is already waiting; return whether this call enqueued it."""
-    if not redis.set(DRAIN_REQUESTED_KEY, "1", nx=True, ex=DRAIN_REQUEST_TTL_SEC):
+def request_drain(redis: Redis, settings: Settings, *, force: bool = False) -> bool:
+    """Enqueue a drain unless one is already waiting or running (``force``: in any case); return whether
+    this call enqueued it."""
+    if not redis.set(DRAIN_REQUESTED_KEY, "1", nx=not force, ex=DRAIN_REQUEST_TTL_SEC):
         return False
     enqueue_drain(redis, settings)
     return True
 
 
-def drain_started(redis: Redis) -> None:
-    """Called first thing by a drain: events arriving from now on request the next drain."""
+def drain_running(redis: Redis, hold_sec: float) -> None:
+    """Called by a drain at its start and after every pass: events arriving meanwhile enqueue nothing.
+
+    The flag expires ``hold_sec`` after the last call, so a drain killed while holding it blocks new
+    requests no longer than its lease blocks delivery.
+    """
+    redis.set(DRAIN_REQUESTED_KEY, "1", ex=max(1, int(hold_sec)))
+
+
+def drain_finished(redis: Redis) -> None:
+    """Called by a drain that delivered, before its last look for unread events: new ones request a drain."""
     redis.delete(DRAIN_REQUESTED_KEY)
 
 

@@ -9,7 +9,10 @@ Request ``i`` is due at ``start + i / rate``. Its latency is measured from that 
 byte of the response, so a server (or a connection) that stalls is charged for every request that had to
 wait behind the stall (no coordinated omission). The requests share a pool of pre-opened keep-alive
 connections; a request due while every connection is busy waits for one, and that wait is part of its
-latency. The run is bounded: exactly ``rate * seconds`` requests, and whatever has not been answered
+latency. With ``--new-connection-per-request`` each request instead opens its own TCP connection and
+sends ``Connection: close``, as a client does that calls ``requests.post(...)`` without a session (CKAN's
+send-analytics); the connect is part of the latency and ``--connections`` caps the requests in flight.
+The run is bounded: exactly ``rate * seconds`` requests, and whatever has not been answered
 ``--timeout`` seconds after the last one was due counts as failed.
 
 Meant to run in a process of its own (the benchmarks start it with :func:`run_in_subprocess`) so it
@@ -117,6 +120,10 @@ class Pool:
         for _ in range(self.size):
             self.idle.append(await self._connect())
 
+    async def done_with(self, connection: HttpConnection) -> None:
+        """Give ``connection`` back after a request (a fresh one if the server closed it)."""
+        self.release(await self._connect() if connection.closed else connection)
+
     async def _connect(self) -> HttpConnection:
         loop = asyncio.get_running_loop()
         _transport, protocol = await loop.create_connection(HttpConnection, self.host, self.port)
@@ -145,26 +152,64 @@ class Pool:
                 connection.transport.close()
 
 
-def build_request(url: str, method: str, body: bytes | None) -> bytes:
-    """The raw HTTP/1.1 keep-alive request."""
+class FreshConnections(Pool):
+    """One new connection per request, at most ``size`` open at a time (no keep-alive)."""
+
+    def __init__(self, host: str, port: int, size: int) -> None:
+        super().__init__(host, port, size)
+        self.free_slots = size
+
+    async def open(self) -> None:
+        pass
+
+    async def acquire(self) -> HttpConnection:
+        if self.free_slots > 0:
+            self.free_slots -= 1
+        else:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.waiting.append(waiter)  # type: ignore[arg-type]
+            await waiter
+        return await self._connect()
+
+    async def done_with(self, connection: HttpConnection) -> None:
+        if connection.transport is not None:
+            connection.transport.close()
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # type: ignore[arg-type]
+                return
+        self.free_slots += 1
+
+
+def build_request(url: str, method: str, body: bytes | None, *, keep_alive: bool = True) -> bytes:
+    """The raw HTTP/1.1 request (keep-alive, or ``Connection: close``)."""
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
-    lines = [f"{method} {path or '/'} HTTP/1.1", f"Host: {parts.netloc}", "Connection: keep-alive"]
+    connection = "keep-alive" if keep_alive else "close"
+    lines = [f"{method} {path or '/'} HTTP/1.1", f"Host: {parts.netloc}", f"Connection: {connection}"]
     if body is not None:
         lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
 
 
 async def _one(pool: Pool, request: bytes, due: float, expect: bytes | None, results: Results) -> None:
-    connection = await pool.acquire()
+    try:
+        connection = await pool.acquire()
+    except OSError as error:
+        results.errors.append(type(error).__name__)
+        failed = HttpConnection()
+        failed.closed = True  # nothing to reuse: the pool opens another
+        await pool.done_with(failed)
+        return
     sent = time.monotonic()
     try:
         status, body, done = await connection.exchange(request)
     except (ConnectionClosed, OSError, ValueError) as error:
         results.errors.append(type(error).__name__)
-        pool.release(await pool._connect() if connection.closed else connection)
+        await pool.done_with(connection)
         return
-    pool.release(connection)
+    await pool.done_with(connection)
     results.statuses[status] += 1
     if status != 200 or (expect is not None and expect not in body):
         results.errors.append(f"HTTP {status}: {body[:120]!r}")
@@ -176,14 +221,17 @@ async def _one(pool: Pool, request: bytes, due: float, expect: bytes | None, res
 async def run(
     url: str, *, rate: float, seconds: float, method: str = "GET", bodies: list[bytes | None] | None = None,
     connections: int = 16, expect: bytes | None = None, timeout: float = 10.0, warmup: int = 2,
+    new_connection_per_request: bool = False,
 ) -> Results:  # fmt: skip
     """Send ``rate * seconds`` requests on the open-loop timetable and measure them (bodies in turn)."""
     parts = urlsplit(url)
-    pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80, connections)
+    kind = FreshConnections if new_connection_per_request else Pool
+    pool = kind(parts.hostname or "127.0.0.1", parts.port or 80, connections)
     await pool.open()
-    requests = [build_request(url, method, body) for body in bodies or [None]]
+    keep_alive = not new_connection_per_request
+    requests = [build_request(url, method, body, keep_alive=keep_alive) for body in bodies or [None]]
     if warmup:  # every connection answers before the clock starts (with bodies not sent in the run)
-        first = build_request(url, "GET", None) if bodies else requests[0]
+        first = build_request(url, "GET", None, keep_alive=keep_alive) if bodies else requests[0]
         for _ in range(warmup):
             await asyncio.gather(*(_one(pool, first, time.monotonic(), None, Results()) for _ in range(connections)))
     results, tasks = Results(), []
@@ -213,6 +261,9 @@ def main() -> None:
     parser.add_argument("--body-lines", action="store_true", help="the body file holds one body per line")
     parser.add_argument("--warmup", type=int, default=2, help="untimed requests per connection first")
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections in the pool")
+    parser.add_argument(
+        "--new-connection-per-request", action="store_true", help="no keep-alive: connect, send, close (CKAN's way)"
+    )
     parser.add_argument("--expect", help="text every response body must contain")
     parser.add_argument("--timeout", type=float, default=10.0)
     args = parser.parse_args()
@@ -223,7 +274,7 @@ def main() -> None:
         run(
             args.url, rate=args.rate, seconds=args.seconds, method=args.method, bodies=bodies,
             connections=args.connections, expect=args.expect.encode() if args.expect else None, timeout=args.timeout,
-            warmup=args.warmup,
+            warmup=args.warmup, new_connection_per_request=args.new_connection_per_request,
         )
     )  # fmt: skip
     loop.close()

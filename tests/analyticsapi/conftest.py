@@ -44,6 +44,8 @@ def settings_env(settings_env: dict[str, str], fake_mixpanel: FakeMixpanel, fake
         "HDXRQ_ANALYTICS_LEASE_SEC": "10",
         "HDXRQ_ANALYTICS_RETRY_BASE_SEC": "1",
         "HDXRQ_ANALYTICS_RETRY_MAX_SEC": "30",
+        # One pass per drain, as in the tests written for it; test_lingering.py injects a clock for the window.
+        "HDXRQ_ANALYTICS_DRAIN_IDLE_SEC": "0",
     }
 
 

@@ -19,7 +19,9 @@ def is_utf8(path: Path, offset: int = 0) -> tuple[bool, bool]:
     with path.open("rb") as handle:
         handle.seek(offset)
         while chunk := handle.read(_CHUNK):
-            non_ascii = non_ascii or not chunk.isascii()
+            if chunk.isascii() and not decoder.getstate()[0]:
+                continue  # plain ASCII after a complete sequence is valid UTF-8: no need to decode it
+            non_ascii = True
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError:

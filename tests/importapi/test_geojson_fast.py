@@ -12,12 +12,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
 from psycopg import sql
 
 from core.settings import Settings
-from importapi.geojson import BATCH_BYTES
+from importapi.geojson import BATCH_BYTES, _decode
 from importapi.pipeline import run_import
 
 from .conftest import feature, geojson, polygon
@@ -193,6 +194,25 @@ def test_number_spellings_and_sparse_columns_match_gdal(
     ]
     assert [row[1] for row in rows] == [0, None, None, 3000, None, None, 6000, None, None, 9000]
     assert [row[2] for row in rows[:3]] == ["row\t0\\", None, "row\t2\\"]
+
+
+def test_batches_the_typed_decoder_does_not_describe_match_gdal(
+    settings: Settings, pg: psycopg.Connection, tmp_path: Path
+) -> None:
+    """A batch with an integer past int64 is decoded generally (orjson), the others typed (msgspec)."""
+    first = [feature(point(i % 90, 1), n=i, label=f"p{i}") for i in range(30000)]
+    last = [feature(point(2, 2), n=2**63 + 5, label="big"), feature(point(3, 3), n=None, label="none")]
+    path = tmp_path / "routes.geojson"
+    path.write_bytes(geojson(*first, *last))
+    assert path.stat().st_size > 1.5 * BATCH_BYTES  # the last features come in a later batch
+    assert [type(item).__name__ for item in _decode(orjson.dumps(first[:2])) or []] == ["_Feature", "_Feature"]
+    assert [type(item) for item in _decode(orjson.dumps(last)) or []] == [dict, dict]
+
+    _, fast = both_ways(settings, pg, path)
+
+    assert fast.driver == FAST
+    assert pg.execute("SELECT n::text FROM pre_fast WHERE label = 'big'").fetchone() == (str(2**63 + 5),)
+    assert pg.execute("SELECT count(*), max(n) FROM pre_fast WHERE label <> 'big'").fetchone() == (30001, 29999)
 
 
 @pytest.mark.parametrize(

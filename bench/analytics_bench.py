@@ -16,7 +16,11 @@ in a process of its own (a cheap asyncio client on keep-alive connections), neve
    holds every event. Target: new/old >= 30x.
 4. Endpoint latency at a fixed ``--rate`` (open loop: requests leave on a timetable and latency counts from
    each one's scheduled send time), in ``--rounds`` rounds alternating with ``GET /version`` at the same rate
-   as the baseline, while the workers deliver. p50/p99 and the API's CPU time per request. Target p99 < 5 ms.
+   as the baseline. p50/p99 and the API's CPU time per request. Target p99 < 5 ms. Only this load runs
+   meanwhile (no flood), in two worker states: ``delivering`` (the workers deliver the events as they
+   arrive, as in production) and ``paused`` (the workers SIGSTOPped: the endpoint alone with the machine),
+   and for two kinds of client (``--clients``): ``keep-alive`` (a pool of 32 reused connections) and
+   ``new-connection`` (connect, one request, close: what CKAN's ``requests.post`` without a session does).
 
 Uses a free Redis test database (the test suite's lock keys in db 0) and flushes it afterwards.
 """
@@ -24,15 +28,17 @@ Uses a free Redis test database (the test suite's lock keys in db 0) and flushes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +57,7 @@ HDXRQ_PY = str(ROOT / "hdxrq.py")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 BASELINE = "GET /version (baseline)"
 MEASURED = "POST send-analytics"
+MEASURED_PATH = "/api/send-analytics"
 
 
 def old_way_send(token: str, distinct_id: str, event_name: str, properties: dict[str, Any], api_url: str) -> None:
@@ -170,32 +177,101 @@ def measure(server_pid: int, url: str, rate: float, seconds: float, **options: A
     return result
 
 
-def latency_rounds(server_pid: int, api: str, args: argparse.Namespace, bodies: Path) -> dict[str, list[dict]]:
+CLIENTS = {"keep-alive": False, "new-connection": True}
+"""Client kinds: whether each request opens a connection of its own (``new_connection_per_request``)."""
+
+
+def latency_rounds(
+    server_pid: int, api: str, args: argparse.Namespace, bodies: Path, client: str
+) -> dict[str, list[dict]]:
     """Alternating rounds of the baseline (``GET /version``) and send-analytics at the same rate."""
+    fresh = CLIENTS[client]
     post = {"method": "POST", "body_file": bodies, "body_lines": True, "expect": '"success":true'}
     runs: dict[str, list[dict[str, Any]]] = {BASELINE: [], MEASURED: []}
     for _ in range(args.rounds):
-        runs[BASELINE].append(measure(server_pid, api + "/version", args.rate, args.seconds, expect="version"))
-        runs[MEASURED].append(measure(server_pid, api + "/api/send-analytics", args.rate, args.seconds, **post))
+        for name, path, options in ((BASELINE, "/version", {"expect": "version"}), (MEASURED, MEASURED_PATH, post)):
+            run = measure(server_pid, api + path, args.rate, args.seconds, new_connection_per_request=fresh, **options)
+            runs[name].append(run)
     return runs
 
 
-def report_latency(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> None:
-    """Per-round figures and the median of the rounds for the baseline and the endpoint."""
-    print(
-        f"latency: {args.rounds} rounds of {args.seconds:g} s at {args.rate:g} req/s, open loop, from each request's"
-        " scheduled send time, workers delivering meanwhile"
-    )
+def report_latency(runs: dict[str, list[dict[str, Any]]], title: str) -> float:
+    """Per-round figures and the median of the rounds for the baseline and the endpoint; the endpoint's p99."""
+    print(f"  {title}:")
     for name, results in runs.items():
         for number, run in enumerate(results, 1):
-            print(f"  {name:24s} round {number}: {openloop.summary(run)}  API CPU {run['cpu_ms']:.2f} ms/request")
+            print(f"    {name:24s} round {number}: {openloop.summary(run)}  API CPU {run['cpu_ms']:.2f} ms/request")
+    p99 = float("nan")
     for name, results in runs.items():
         p50 = statistics.median(openloop.percentile(run["latency_ms"], 50) for run in results)
         p99 = statistics.median(openloop.percentile(run["latency_ms"], 99) for run in results)
         cpu = statistics.median(run["cpu_ms"] for run in results)
-        print(f"  {name:24s} median of rounds: p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  API CPU {cpu:.2f} ms/request")
-        if name == MEASURED:
-            print(f"  send-analytics p99 {p99:.2f} ms (target p99 < 5 ms: {'met' if p99 < 5 else 'NOT met'})")
+        print(f"    {name:24s} median of rounds: p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  API CPU {cpu:.2f} ms/request")
+    return p99
+
+
+def drain_jobs_done(redis: Redis) -> int:
+    """Jobs finished or failed on analytics_q so far (kept ``JOB_RESULT_TTL_SEC``)."""
+    from rq.registry import FailedJobRegistry, FinishedJobRegistry
+
+    q = queue("analytics_q", redis)
+    return FinishedJobRegistry(queue=q).count + FailedJobRegistry(queue=q).count
+
+
+def _cpu(workers: list[subprocess.Popen[bytes]]) -> float:
+    return sum(openloop.tree_cpu_seconds(worker.pid) for worker in workers)
+
+
+def latency(
+    server_pid: int, workers: list[subprocess.Popen[bytes]], api: str, redis: Redis, args: argparse.Namespace
+) -> None:
+    """Endpoint latency for each client kind, with the workers delivering and with them paused."""
+    print(
+        f"latency: {args.rounds} rounds of {args.seconds:g} s at {args.rate:g} req/s each, open loop, from each"
+        " request's scheduled send time; nothing else from this benchmark runs meanwhile",
+        flush=True,
+    )
+    count, first, summary = int(args.rate * args.seconds), 3 * args.events, list[tuple[str, float]]()
+    with tempfile.TemporaryDirectory() as tmp:
+        for state in args.worker_states.split(","):
+            for client in args.clients.split(","):
+                bodies = bodies_file(Path(tmp), first, count * args.rounds)
+                first += count * args.rounds
+                jobs_before, worker_cpu_before = drain_jobs_done(redis), _cpu(workers)
+                with paused(workers, state == "paused"):
+                    runs = latency_rounds(server_pid, api, args, bodies, client)
+                print(
+                    f"  workers {state}, {client} client: {drain_jobs_done(redis) - jobs_before} drain job(s) ran,"
+                    f" workers' CPU {(_cpu(workers) - worker_cpu_before) * 1000 / (count * args.rounds):.2f} ms/event"
+                )
+                title = f"workers {state}, {client} client"
+                summary.append((title, report_latency(runs, title)))
+    for title, p99 in summary:
+        print(f"  send-analytics p99 {p99:6.2f} ms, {title} (target p99 < 5 ms: {'met' if p99 < 5 else 'NOT met'})")
+
+
+@contextlib.contextmanager
+def paused(workers: list[subprocess.Popen[bytes]], pause: bool) -> Iterator[None]:
+    """SIGSTOP the workers and their work horses for the duration (events are only buffered meanwhile)."""
+    pids = [pid for worker in workers for pid in (worker.pid, *_descendants(worker.pid))] if pause else []
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            children = [int(child) for child in (task / "children").read_text().split()]
+            found += children
+            todo += children
+    return found
 
 
 def main() -> None:
@@ -206,6 +282,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="alternating baseline/endpoint latency runs")
+    parser.add_argument("--clients", default="keep-alive,new-connection", help="client kinds for the latency runs")
+    parser.add_argument("--worker-states", default="delivering,paused", help="worker states for the latency runs")
+    parser.add_argument("--skip-throughput", action="store_true", help="latency runs only")
     args = parser.parse_args()
 
     db = claim_redis_db()
@@ -234,20 +313,9 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             wait_until(lambda: _answers(api), 30)
-            new_rate = new_way(api, delivered, args.events, bodies_file(Path(tmp), 0, args.events))
-            print(f"new: {args.events} events via API + batched delivery: {new_rate:,.0f} events/s", flush=True)
-            drain_rate = delivery_only(redis, env, delivered, args.events, args.events)
-            print(f"new, workers alone: {args.events} pre-buffered events: {drain_rate:,.0f} events/s", flush=True)
-            old_rate = old_way(redis, fake, args.old_events)
-            print(f"old: {args.old_events} events, one RQ job + one HTTP call each: {old_rate:,.0f} events/s")
-            print(
-                f"ratio new/old: {new_rate / old_rate:,.1f}x end to end (target >= 30x); "
-                f"workers alone: {drain_rate / old_rate:,.1f}x",
-                flush=True,
-            )
-            count = int(args.rate * args.seconds)
-            runs = latency_rounds(server.pid, api, args, bodies_file(Path(tmp), 2 * args.events, count))
-            report_latency(runs, args)
+            if not args.skip_throughput:
+                throughput(api, redis, env, fake, delivered, args, Path(tmp))
+            latency(server.pid, workers, api, redis, args)
     finally:
         for process in (server, *workers):
             process.terminate()
@@ -256,6 +324,24 @@ def main() -> None:
         fake.close()
         redis.flushdb()
         Redis(host=REDIS_HOST, port=REDIS_PORT, db=0).delete(f"hdxrq:test-db-lock:{db}")
+
+
+def throughput(
+    api: str, redis: Redis, env: dict[str, str], fake: FakeMixpanel, delivered: DeliveredCounter,
+    args: argparse.Namespace, tmp: Path,
+) -> None:  # fmt: skip
+    """Events/s of the new way (through the API, and the workers alone) and of the old way; their ratio."""
+    new_rate = new_way(api, delivered, args.events, bodies_file(tmp, 0, args.events))
+    print(f"new: {args.events} events via API + batched delivery: {new_rate:,.0f} events/s", flush=True)
+    drain_rate = delivery_only(redis, env, delivered, args.events, args.events)
+    print(f"new, workers alone: {args.events} pre-buffered events: {drain_rate:,.0f} events/s", flush=True)
+    old_rate = old_way(redis, fake, args.old_events)
+    print(f"old: {args.old_events} events, one RQ job + one HTTP call each: {old_rate:,.0f} events/s")
+    print(
+        f"ratio new/old: {new_rate / old_rate:,.1f}x end to end (target >= 30x); "
+        f"workers alone: {drain_rate / old_rate:,.1f}x",
+        flush=True,
+    )
 
 
 def _answers(api: str) -> bool:

@@ -17,7 +17,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from core.postgis import connect
 from core.settings import Settings
+from importapi import layers
 from importapi.geojson import BATCH_BYTES, _decode
 from importapi.pipeline import run_import
 
@@ -238,3 +240,38 @@ def test_unusual_files_go_to_gdal(
 
     assert result.driver == "GeoJSON", name
     assert "GeoJSON fast path not used" in caplog.text
+
+
+@pytest.mark.parametrize("reader", ["working", "failing"])
+def test_swap_reads_extent_beside_the_index_build_or_after_it(
+    reader: str, settings: Settings, pg: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The concurrent extent reader gives the live table's figures; if it fails, they are read after the swap."""
+    staging = layers.new_staging_name()
+    layers.ensure_staging_schema(pg)
+    table = sql.Identifier(layers.STAGING_SCHEMA, staging)
+    pg.execute(
+        sql.SQL("CREATE TABLE {} (ogc_fid serial PRIMARY KEY, name varchar, wkb_geometry geometry)").format(table)
+    )
+    pg.execute(
+        sql.SQL(
+            "INSERT INTO {} (name, wkb_geometry) SELECT 'p' || x, ST_MakePoint(x, x + 1) FROM generate_series(1, 5) x"
+        ).format(table)
+    )
+
+    def open_reader() -> psycopg.Connection:
+        if reader == "failing":
+            raise psycopg.OperationalError("no second connection")
+        return connect(settings, autocommit=True)
+
+    with caplog.at_level(logging.WARNING, logger="importapi.layers"):
+        removed, metadata = layers.finalize_and_swap(
+            pg, staging, "pre_reader", logged=False, removed=0, open_reader=open_reader
+        )
+
+    assert ("concurrent extent read failed" in caplog.text) == (reader == "failing")
+    assert (removed, metadata.bounding_box, metadata.feature_count) == (0, "BOX(1 2,5 6)", 5)
+    assert [field["field_name"] for field in metadata.layer_fields] == ["ogc_fid", "name", "wkb_geometry"]
+    assert pg.execute("SELECT to_regclass(%s) IS NULL", (f"{layers.STAGING_SCHEMA}.{staging}",)).fetchone() == (True,)
+    indexes = pg.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'pre_reader' ORDER BY 1").fetchall()
+    assert indexes == [("pre_reader_pkey",), ("pre_reader_wkb_geometry_geom_idx",)]

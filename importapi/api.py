@@ -115,4 +115,3 @@ def _orphan_body(state: str, message: str, items: list[str], dry_run: bool, erro
 def init_app(app: Flask) -> None:
     """Register the slice's metrics."""
     register_metric_source(app, callbacks_pending)
-

@@ -181,18 +181,14 @@ CLIENTS = {"keep-alive": False, "new-connection": True}
 """Client kinds: whether each request opens a connection of its own (``new_connection_per_request``)."""
 
 
-def latency_rounds(
-    server_pid: int, api: str, args: argparse.Namespace, bodies: Path, client: str
-) -> dict[str, list[dict]]:
-    """Alternating rounds of the baseline (``GET /version``) and send-analytics at the same rate."""
+def latency_round(server_pid: int, api: str, args: argparse.Namespace, bodies: Path, client: str) -> dict[str, dict]:
+    """One run of the baseline (``GET /version``) then one of send-analytics, at the same rate."""
     fresh = CLIENTS[client]
     post = {"method": "POST", "body_file": bodies, "body_lines": True, "expect": '"success":true'}
-    runs: dict[str, list[dict[str, Any]]] = {BASELINE: [], MEASURED: []}
-    for _ in range(args.rounds):
-        for name, path, options in ((BASELINE, "/version", {"expect": "version"}), (MEASURED, MEASURED_PATH, post)):
-            run = measure(server_pid, api + path, args.rate, args.seconds, new_connection_per_request=fresh, **options)
-            runs[name].append(run)
-    return runs
+    return {
+        name: measure(server_pid, api + path, args.rate, args.seconds, new_connection_per_request=fresh, **options)
+        for name, path, options in ((BASELINE, "/version", {"expect": "version"}), (MEASURED, MEASURED_PATH, post))
+    }
 
 
 def report_latency(runs: dict[str, list[dict[str, Any]]], title: str) -> float:
@@ -210,44 +206,42 @@ def report_latency(runs: dict[str, list[dict[str, Any]]], title: str) -> float:
     return p99
 
 
-def drain_jobs_done(redis: Redis) -> int:
-    """Jobs finished or failed on analytics_q so far (kept ``JOB_RESULT_TTL_SEC``)."""
-    from rq.registry import FailedJobRegistry, FinishedJobRegistry
-
-    q = queue("analytics_q", redis)
-    return FinishedJobRegistry(queue=q).count + FailedJobRegistry(queue=q).count
-
-
-def _cpu(workers: list[subprocess.Popen[bytes]]) -> float:
-    return sum(openloop.tree_cpu_seconds(worker.pid) for worker in workers)
-
-
 def latency(
     server_pid: int, workers: list[subprocess.Popen[bytes]], api: str, redis: Redis, args: argparse.Namespace
 ) -> None:
-    """Endpoint latency for each client kind, with the workers delivering and with them paused."""
+    """Endpoint latency for each client kind, with the workers delivering and with them paused.
+
+    Every round runs each (worker state, client) pair once, so all pairs see the same machine over time.
+    """
     print(
         f"latency: {args.rounds} rounds of {args.seconds:g} s at {args.rate:g} req/s each, open loop, from each"
         " request's scheduled send time; nothing else from this benchmark runs meanwhile",
         flush=True,
     )
-    count, first, summary = int(args.rate * args.seconds), 3 * args.events, list[tuple[str, float]]()
+    count = int(args.rate * args.seconds)
+    pairs = [(state, client) for state in args.worker_states.split(",") for client in args.clients.split(",")]
+    runs: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {p: {BASELINE: [], MEASURED: []} for p in pairs}
     with tempfile.TemporaryDirectory() as tmp:
-        for state in args.worker_states.split(","):
-            for client in args.clients.split(","):
-                bodies = bodies_file(Path(tmp), first, count * args.rounds)
-                first += count * args.rounds
-                jobs_before, worker_cpu_before = drain_jobs_done(redis), _cpu(workers)
+        bodies = bodies_file(Path(tmp), 3 * args.events, count)
+        for _ in range(args.rounds):
+            for state, client in pairs:
                 with paused(workers, state == "paused"):
-                    runs = latency_rounds(server_pid, api, args, bodies, client)
-                print(
-                    f"  workers {state}, {client} client: {drain_jobs_done(redis) - jobs_before} drain job(s) ran,"
-                    f" workers' CPU {(_cpu(workers) - worker_cpu_before) * 1000 / (count * args.rounds):.2f} ms/event"
-                )
-                title = f"workers {state}, {client} client"
-                summary.append((title, report_latency(runs, title)))
+                    for name, run in latency_round(server_pid, api, args, bodies, client).items():
+                        runs[(state, client)][name].append(run)
+                if state == "paused":  # let the workers catch up before the next measurement
+                    wait_until(lambda: _backlog(redis) == 0, 120)
+    summary = []
+    for (state, client), pair_runs in runs.items():
+        title = f"workers {state}, {client} client"
+        summary.append((title, report_latency(pair_runs, title)))
     for title, p99 in summary:
         print(f"  send-analytics p99 {p99:6.2f} ms, {title} (target p99 < 5 ms: {'met' if p99 < 5 else 'NOT met'})")
+
+
+def _backlog(redis: Redis) -> int:
+    from analyticsapi import buffer
+
+    return buffer.SinkBuffer(redis, "mixpanel").backlog()
 
 
 @contextlib.contextmanager

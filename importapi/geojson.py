@@ -20,12 +20,14 @@ column names that collide after laundering, or text PostgreSQL refuses.
 
 from __future__ import annotations
 
+import functools
 import gc
 import operator
 import re
 import struct
 import sys
 import time
+import weakref
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -144,6 +146,37 @@ class _Feature(msgspec.Struct, tag="Feature", tag_field="type"):
 
 
 _FEATURE_LIST = msgspec.json.Decoder(list[_Feature])
+_EMPTY_PROPERTIES: weakref.WeakKeyDictionary[type, Any] = weakref.WeakKeyDictionary({_Feature: {}})
+"""Feature class -> what stands for absent properties (a dict, or an all-None properties struct); weak, so
+classes of decoders the cache below has dropped can go."""
+
+
+@functools.lru_cache(maxsize=16)
+def _known_keys_decoder(keys: tuple[str, ...]) -> msgspec.json.Decoder:
+    """A decoder for features whose properties are exactly ``keys`` or fewer (as a struct, not a dict).
+
+    Once the first batch has fixed the columns, the usual later batch has no new property: decoding its
+    properties into a struct with those fields (absent ones None) is cheaper than building a dict per
+    feature. A batch with a new property fails validation and takes the dict route.
+    """
+    names = [f"p{index}" for index in range(len(keys))]
+    properties = msgspec.defstruct(
+        "_KnownProperties",
+        [(name, _Value, None) for name in names],
+        rename=dict(zip(names, keys, strict=True)),
+        forbid_unknown_fields=True,
+    )
+    feature = msgspec.defstruct(
+        "_KnownFeature",
+        [("properties", properties | None, None)],
+        bases=(_Feature,),
+        tag="Feature",
+        tag_field="type",
+    )
+    _EMPTY_PROPERTIES[feature] = properties()
+    return msgspec.json.Decoder(list[feature])
+
+
 _TYPED_KINDS = {cls: cls.__struct_config__.tag for cls in _Geometry.__args__}
 
 
@@ -207,8 +240,9 @@ def _load(
     on_progress: Callable[[float], None] | None,
 ) -> FastLoad:
     with path.open("rb") as handle:
-        header, batches = _read_collection(handle)
-        result = FastLoad(layer_name=_layer_name(header, path))
+        columns: dict[str, str] = {}
+        header, batches = _read_collection(handle, columns)
+        result = FastLoad(layer_name=_layer_name(header, path), columns=columns)
         writer = _TableWriter(conn, table, logged=logged, result=result)
         try:
             for batch in batches:
@@ -246,7 +280,7 @@ def _check_crs(members: dict[str, Any]) -> None:
 # --- reading ---------------------------------------------------------------------------------------------
 
 
-def _read_collection(handle: Any) -> tuple[dict[str, Any], Iterator[list[Any]]]:
+def _read_collection(handle: Any, known: dict[str, str]) -> tuple[dict[str, Any], Iterator[list[Any]]]:
     """The members before ``features`` and an iterator over batches of features.
 
     Every piece handed to orjson is a complete JSON text, and a cut between features is only accepted
@@ -266,10 +300,11 @@ def _read_collection(handle: Any) -> tuple[dict[str, Any], Iterator[list[Any]]]:
     if not isinstance(header, dict) or header.get("type") != "FeatureCollection":
         raise NotSimple("not a FeatureCollection")
     _check_crs(header)
-    return header, _batches(handle, buffer[key.end() :])
+    return header, _batches(handle, buffer[key.end() :], known)
 
 
-def _batches(handle: Any, buffer: bytes) -> Iterator[list[Any]]:
+def _batches(handle: Any, buffer: bytes, known: dict[str, str]) -> Iterator[list[Any]]:
+    """Batches of features; ``known`` is the live column map (the writer's, updated between batches)."""
     at_end = False
     while True:
         if not at_end and len(buffer) < BATCH_BYTES:
@@ -278,9 +313,9 @@ def _batches(handle: Any, buffer: bytes) -> Iterator[list[Any]]:
             buffer += more
             continue
         if at_end:
-            yield _last_batch(buffer)
+            yield _last_batch(buffer, known)
             return
-        batch, buffer = _cut(buffer)
+        batch, buffer = _cut(buffer, known)
         if batch is not None:
             yield batch
             continue
@@ -291,21 +326,31 @@ def _batches(handle: Any, buffer: bytes) -> Iterator[list[Any]]:
         buffer += more
 
 
-def _cut(buffer: bytes) -> tuple[list[Any] | None, bytes]:
+def _cut(buffer: bytes, known: dict[str, str]) -> tuple[list[Any] | None, bytes]:
     """Parse the features before the last boundary that ends a feature; the rest stays buffered."""
     boundaries = list(_BOUNDARY.finditer(buffer, max(0, len(buffer) - BATCH_BYTES // 2)))
     if not boundaries:
         boundaries = list(_BOUNDARY.finditer(buffer))
     for boundary in reversed(boundaries[-_CUT_ATTEMPTS:]):
-        batch = _decode(b"[" + buffer[: boundary.start() + 1] + b"]")
+        batch = _decode(b"[" + buffer[: boundary.start() + 1] + b"]", known)
         if batch is None:
             continue
         return batch, buffer[boundary.end() - 1 :]
     return None, buffer
 
 
-def _decode(text: bytes) -> list[Any] | None:
-    """The features of a JSON array: typed when they fit :class:`_Feature`, else plain; None if not JSON."""
+def _decode(text: bytes, known: dict[str, str] | None = None) -> list[Any] | None:
+    """The features of a JSON array: typed when they fit :class:`_Feature`, else plain; None if not JSON.
+
+    With ``known`` columns, features without other properties get them as a struct of those columns.
+    """
+    if known:
+        try:
+            return _known_keys_decoder(tuple(known)).decode(text)
+        except msgspec.ValidationError:
+            pass
+        except msgspec.DecodeError:
+            return None
     try:
         return _FEATURE_LIST.decode(text)
     except msgspec.ValidationError:
@@ -318,14 +363,14 @@ def _decode(text: bytes) -> list[Any] | None:
         return None
 
 
-def _last_batch(buffer: bytes) -> list[Any]:
+def _last_batch(buffer: bytes, known: dict[str, str]) -> list[Any]:
     """The remaining features, then the closing ``]`` and any members after the array."""
     position = len(buffer)
     for _ in range(_CUT_ATTEMPTS):
         position = buffer.rfind(b"]", 0, position)
         if position < 0:
             break
-        batch = _decode(b"[" + buffer[:position] + b"]")
+        batch = _decode(b"[" + buffer[:position] + b"]", known)
         if batch is None:
             continue
         _check_trailer(buffer[position + 1 :])
@@ -352,7 +397,7 @@ def _check_trailer(trailer: bytes) -> None:
 
 def _rows(batch: list[Any], result: FastLoad) -> tuple[list[dict[str, Any]], list[str]]:
     """Properties and hex EWKB (``\\N`` for none) of each feature of the batch inside ±180/±90."""
-    if batch and type(batch[0]) is _Feature:
+    if batch and isinstance(batch[0], _Feature):
         return _typed_rows(batch, result)
     properties_out: list[dict[str, Any]] = []
     geometries: list[str] = []
@@ -402,14 +447,15 @@ def _rows(batch: list[Any], result: FastLoad) -> tuple[list[dict[str, Any]], lis
 
 def _typed_rows(batch: list[_Feature], result: FastLoad) -> tuple[list[dict[str, Any]], list[str]]:
     """:func:`_rows` for a batch msgspec already checked (only the values' meaning is left to check)."""
-    properties_out: list[dict[str, Any]] = []
+    properties_out: list[Any] = []
     geometries: list[str] = []
     family = result.geometry_type
     removed = 0
+    empty = _EMPTY_PROPERTIES[type(batch[0])]
     for feature in batch:
         geometry = feature.geometry
         if geometry is None:
-            properties_out.append(feature.properties or {})
+            properties_out.append(feature.properties or empty)
             geometries.append(_NULL)
             continue
         kind = _TYPED_KINDS[type(geometry)]
@@ -432,7 +478,7 @@ def _typed_rows(batch: list[_Feature], result: FastLoad) -> tuple[list[dict[str,
         if encoded is None:
             removed += 1
             continue
-        properties_out.append(feature.properties or {})
+        properties_out.append(feature.properties or empty)
         geometries.append(encoded)
     result.removed += removed
     return properties_out, geometries
@@ -553,8 +599,12 @@ class _TableWriter:
         """COPY one batch: the features' properties and their geometries' COPY text."""
         if not geometries:
             return
-        keys = self._keys(properties)
-        columns = _columns(properties, keys)
+        if type(properties[0]) is dict:
+            keys = self._keys(properties)
+            columns = _columns(properties, keys)
+        else:  # properties structs of the known columns (see _known_keys_decoder)
+            keys = list(self.columns)
+            columns = [list(map(operator.attrgetter(f"p{index}"), properties)) for index in range(len(keys))]
         changes = self._schema_changes(keys, columns)
         if changes or not self.created:
             self._end_copy()

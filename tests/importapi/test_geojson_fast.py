@@ -198,23 +198,38 @@ def test_number_spellings_and_sparse_columns_match_gdal(
     assert [row[2] for row in rows[:3]] == ["row\t0\\", None, "row\t2\\"]
 
 
-def test_batches_the_typed_decoder_does_not_describe_match_gdal(
+def test_batches_the_typed_decoders_do_not_describe_match_gdal(
     settings: Settings, pg: psycopg.Connection, tmp_path: Path
 ) -> None:
-    """A batch with an integer past int64 is decoded generally (orjson), the others typed (msgspec)."""
-    first = [feature(point(i % 90, 1), n=i, label=f"p{i}") for i in range(30000)]
-    last = [feature(point(2, 2), n=2**63 + 5, label="big"), feature(point(3, 3), n=None, label="none")]
+    """Later batches of known columns decode into structs, a new column or an integer past int64 not."""
+    first = [feature(point(i % 90, 1), n=i, label=f"{'x' * 200}{i}") for i in range(25000)]
+    first[15000] = {"type": "Feature", "properties": None, "geometry": point(4, 4)}  # in the second batch
+    first[15001] = feature(point(5, 5), label="only a label")
+    last = [feature(point(2, 2), n=2**63 + 5, label="big"), feature(point(3, 3), n=None, label="none", new=1.5)]
     path = tmp_path / "routes.geojson"
     path.write_bytes(geojson(*first, *last))
-    assert path.stat().st_size > 1.5 * BATCH_BYTES  # the last features come in a later batch
-    assert [type(item).__name__ for item in _decode(orjson.dumps(first[:2])) or []] == ["_Feature", "_Feature"]
-    assert [type(item) for item in _decode(orjson.dumps(last)) or []] == [dict, dict]
+    assert path.stat().st_size > 3 * BATCH_BYTES  # a middle batch of known columns only, then the last one
+    known = {"n": "integer", "label": "text"}
+    routes = {
+        "first batch": _decode(orjson.dumps(first[:2])),
+        "known columns": _decode(orjson.dumps(first[15000:15003]), known),
+        "new column": _decode(orjson.dumps(last[1:]), known),
+        "past int64": _decode(orjson.dumps(last[:1]), known),
+    }
+    assert {route: type((batch or [None])[0]).__name__ for route, batch in routes.items()} == {
+        "first batch": "_Feature",
+        "known columns": "_KnownFeature",
+        "new column": "_Feature",
+        "past int64": "dict",
+    }
 
     _, fast = both_ways(settings, pg, path)
 
     assert fast.driver == FAST
     assert pg.execute("SELECT n::text FROM pre_fast WHERE label = 'big'").fetchone() == (str(2**63 + 5),)
-    assert pg.execute("SELECT count(*), max(n) FROM pre_fast WHERE label <> 'big'").fetchone() == (30001, 29999)
+    assert pg.execute("SELECT count(*), max(n) FROM pre_fast WHERE n IS NOT NULL").fetchone() == (24999, 2**63 + 5)
+    assert pg.execute("SELECT count(*) FROM pre_fast WHERE label IS NULL AND n IS NULL").fetchone() == (1,)
+    assert pg.execute("SELECT new FROM pre_fast WHERE label = 'none'").fetchone() == (Decimal("1.5"),)
 
 
 @pytest.mark.parametrize(

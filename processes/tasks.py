@@ -14,6 +14,6 @@ def send_analytics_event(payload: dict[str, Any]) -> dict[str, Any]:
 
     rt = runtime.current()
     event = parse_event(payload)
-    if buffer.append(rt.redis, event):
-        trigger.request_drain(rt.redis, rt.settings)
+    if buffer.append(rt.redis, event):  # True: this append set the drain flag, so it owes the drain
+        trigger.enqueue_drain(rt.redis, rt.settings)
     return {"buffered": True, "mixpanel": event.mixpanel is not None, "ga4": event.ga4 is not None}

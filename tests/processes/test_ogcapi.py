@@ -259,3 +259,17 @@ def test_example_case_through_the_process_matches_the_expected_events(
     assert [json.loads(entry[b"body"])["event_type"] for _, entry in written] == [
         event["event_type"] for event in expected["expected_events"]
     ]
+
+
+def test_an_analytics_event_sent_as_a_process_requests_its_delivery(
+    client: FlaskClient, burst_worker: Callable[..., bool], runtime: Runtime
+) -> None:
+    from core.connections import queue
+
+    inputs = {"event_name": "x", "send_mixpanel": True, "mixpanel_token": "t", "mixpanel_tracking_id": "u"}
+    job_id = execute(client, "analytics-send", inputs).get_json()["jobID"]
+    assert burst_worker("analytics_q", max_jobs=1)
+
+    assert client.get(f"/jobs/{job_id}").get_json()["status"] == "successful"
+    drains = [j for j in queue("analytics_q", runtime.redis).get_jobs() if j.func_name == "analyticsapi.tasks.drain"]
+    assert len(drains) == 1

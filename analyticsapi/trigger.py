@@ -22,6 +22,8 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from rq import Retry
+
 from core.connections import queue
 
 from .buffer import DRAIN_REQUEST_TTL_SEC, DRAIN_REQUESTED_KEY, PREFIX
@@ -38,6 +40,9 @@ DRAIN_FUNCTION = "analyticsapi.tasks.drain"
 TICK_KEY = f"{PREFIX}:tick"
 """Holds the due time (epoch seconds) of the scheduled tick."""
 JOB_RESULT_TTL_SEC = 300
+DRAIN_RETRY = Retry(max=3, interval=[5, 30, 120])
+"""A drain that dies without ending normally (its worker killed, Redis gone under it) schedules no tick:
+rq runs it again, so buffered events do not wait for the next request or worker start."""
 JOB_FAILURE_TTL_SEC = 7 * 24 * 3600
 
 
@@ -54,6 +59,7 @@ def enqueue_drain(redis: Redis, settings: Settings, *, trigger: str = "request",
         "result_ttl": JOB_RESULT_TTL_SEC,
         "failure_ttl": JOB_FAILURE_TTL_SEC,
         "description": f"analytics delivery ({trigger})",
+        "retry": DRAIN_RETRY,
     }
     if delay > 0:
         job = q.enqueue_in(timedelta(seconds=delay), DRAIN_FUNCTION, trigger, **options)

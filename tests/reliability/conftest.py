@@ -28,14 +28,18 @@ from unittest import mock
 import psycopg
 import pytest
 from redis import Redis
+from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
+from rq.utils import parse_composite_key
 
 from core.connections import SERIALIZER, queue
 from core.settings import ALL_QUEUES
 from tests.conftest import HDXRQ_PY, ROOT
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+HEARTBEAT_MARGIN_SEC = 60
+"""rq keeps a running job's entry ``monitoring interval (30 s) + 60 s`` ahead of each heartbeat."""
 NETGUARD_DIR = Path(__file__).resolve().parent / "netguard"
 
 
@@ -168,7 +172,9 @@ def advance_rq_clock(redis: Redis, seconds: float, queue_names: Iterable[str] = 
     future = time.time() + seconds
     names = list(queue_names)
     for name in names:
-        StartedJobRegistry(queue=queue(name, redis)).cleanup(timestamp=future)
+        registry = StartedJobRegistry(queue=queue(name, redis))
+        _heartbeats_of_live_workers(redis, registry, future)
+        registry.cleanup(timestamp=future)
     scheduler = RQScheduler(names, connection=redis, serializer=SERIALIZER)
     try:
         with mock.patch("rq.scheduler.current_timestamp", lambda: int(future)):
@@ -177,6 +183,30 @@ def advance_rq_clock(redis: Redis, seconds: float, queue_names: Iterable[str] = 
     finally:
         scheduler.connection.close()  # rq's scheduler opens a connection pool of its own
         scheduler.connection.connection_pool.disconnect()
+
+
+def _heartbeats_of_live_workers(redis: Redis, registry: StartedJobRegistry, until: float) -> None:
+    """Extend the entries of jobs whose worker process is alive, as its heartbeats would have meanwhile:
+    only the jobs of dead workers are abandoned when the clock moves."""
+    now = time.time()
+    for member, score in redis.zrangebyscore(registry.key, 0, until, withscores=True):
+        job_id, _ = parse_composite_key(member.decode())
+        job = Job.fetch_many([job_id], connection=redis, serializer=SERIALIZER)[0]
+        if job is not None and _worker_alive(redis, job.worker_name, score - now):
+            redis.zadd(registry.key, {member: until + 120}, xx=True)
+
+
+def _worker_alive(redis: Redis, name: str | None, heartbeat_left: float) -> bool:
+    """Whether the worker running a job is alive: by its process when its record names one; otherwise (a
+    worker whose record is gone while its work horse still runs the job) by a heartbeat in the last 30 s."""
+    pid = redis.hget(f"rq:worker:{name}", "pid") if name else None
+    if pid is None:  # (an entry this function extended before is far beyond a real heartbeat: not fresh)
+        return HEARTBEAT_MARGIN_SEC < heartbeat_left <= HEARTBEAT_MARGIN_SEC + 40
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except OSError:
+        return False
+    return not stat[stat.rindex(")") + 2 :].startswith("Z")
 
 
 # --- private Redis ---

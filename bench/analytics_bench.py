@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import openloop  # noqa: E402
 from core.connections import queue  # noqa: E402
+from core.procs import descendants  # noqa: E402
 from tests.fakes import FakeMixpanel  # noqa: E402
 
 EXAMPLE = ROOT.parent / "shared" / "examples" / "analytics-01-resource-download.json"
@@ -247,7 +248,7 @@ def _backlog(redis: Redis) -> int:
 @contextlib.contextmanager
 def paused(workers: list[subprocess.Popen[bytes]], pause: bool) -> Iterator[None]:
     """SIGSTOP the workers and their work horses for the duration (events are only buffered meanwhile)."""
-    pids = [pid for worker in workers for pid in (worker.pid, *_descendants(worker.pid))] if pause else []
+    pids = [pid for worker in workers for pid in (worker.pid, *descendants(worker.pid))] if pause else []
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
     try:
@@ -255,17 +256,6 @@ def paused(workers: list[subprocess.Popen[bytes]], pause: bool) -> Iterator[None
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
-
-
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            children = [int(child) for child in (task / "children").read_text().split()]
-            found += children
-            todo += children
-    return found
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from rq import Queue, Worker
@@ -27,7 +26,7 @@ from rq.registry import FailedJobRegistry
 from rq.timeouts import JobTimeoutException
 from rq.utils import import_attribute
 
-from . import runtime
+from . import procs, runtime
 from .errors import HdxError
 from .logging import JobLogHandler
 from .metrics import record_job
@@ -174,7 +173,7 @@ def _remember_failure(job: Job, error: BaseException | None) -> None:
 
 def terminate_children(grace: float) -> None:
     """SIGTERM every child process of this one (ogr2ogr and the like), then SIGKILL what is left."""
-    children = _child_pids()
+    children = procs.children(os.getpid())
     for pid in children:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -185,22 +184,6 @@ def terminate_children(grace: float) -> None:
     for pid in children:
         _signal(pid, signal.SIGKILL)
         _reaped(pid, block=True)
-
-
-def _child_pids() -> list[int]:
-    me = os.getpid()
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            # The command name may contain spaces: fields after the closing parenthesis are fixed.
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[1]) == me:
-                children.append(int(entry.name))
-    return children
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from analyticsapi import buffer
+from core.procs import descendants
 from core.runtime import Runtime
 from tests.conftest import HDXRQ_PY, ROOT
 from tests.fakes import FakeMixpanel, Reply
@@ -51,29 +52,12 @@ def start_worker(settings_env: dict[str, str], tmp_path: Path) -> Iterator[Calla
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL the worker and its descendants (rq's work horse runs in a session of its own)."""
-    for pid in [*_descendants(process.pid), process.pid]:
+    for pid in [*descendants(process.pid), process.pid]:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     process.wait(timeout=10)
-
-
-def _descendants(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-    found, frontier = [], [root]
-    while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
 
 
 def test_sigkill_mid_batch_loses_nothing(

@@ -34,6 +34,7 @@ from rq.scheduler import RQScheduler
 from rq.utils import parse_composite_key
 
 from core.connections import SERIALIZER, queue
+from core.procs import descendants
 from core.settings import ALL_QUEUES
 from tests.conftest import HDXRQ_PY, ROOT
 
@@ -62,24 +63,6 @@ def free_port() -> int:
 
 
 # --- real processes ---
-
-
-def descendants(root: int) -> list[int]:
-    """Every process below ``root`` (rq's work horse and ogr2ogr included)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-    found, frontier = [], [root]
-    while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
 
 
 @dataclass

@@ -20,6 +20,7 @@ from .connections import JOB_CLASS_PATH, SERIALIZER_PATH, WORKER_CLASS_PATH
 from .logging import configure_logging
 from .runtime import Runtime, install
 from .settings import Settings, SettingsError
+from .worker import MAINTENANCE_INTERVAL_SEC
 
 cli = click.Group(
     "hdxrq",
@@ -36,6 +37,7 @@ def rq_defaults(settings: Settings) -> dict[str, dict[str, Any]]:
         worker_class=WORKER_CLASS_PATH,
         queues=list(settings.queues),
         worker_ttl=settings.worker_ttl,
+        maintenance_interval=MAINTENANCE_INTERVAL_SEC,
         results_ttl=int(settings.job_retention_hours * 3600),
     )
     defaults["worker-pool"].update(worker_class=WORKER_CLASS_PATH, queues=list(settings.queues))

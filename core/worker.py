@@ -5,6 +5,8 @@ It is RQ's forking worker (a crashing job cannot take the worker down) plus the 
 * the process runtime is built from the settings, and each slice's start-up hooks run once (for example,
   sweeping temporary directories left by a killed worker);
 * every ended job is counted, with its duration and error code, in the cluster metrics (core.metrics);
+* every maintenance run (each :data:`MAINTENANCE_INTERVAL_SEC`, even when idle) also puts back jobs that a
+  worker took from a queue but died before starting, when Redis went away (core.orphans);
 * a stop request (SIGTERM, Ctrl-C) lets the current job finish for ``HDXRQ_SHUTDOWN_GRACE_SEC``; past
   that the job's process group (the job and its children, such as ogr2ogr) is terminated and the job is
   put back at the front of its queue for another worker, so nothing is lost either way.
@@ -26,7 +28,7 @@ from rq.registry import FailedJobRegistry
 from rq.timeouts import JobTimeoutException
 from rq.utils import import_attribute
 
-from . import procs, runtime
+from . import orphans, procs, runtime
 from .errors import HdxError
 from .logging import JobLogHandler
 from .metrics import record_job
@@ -44,6 +46,9 @@ STARTUP_HOOKS: tuple[str, ...] = (
 """Dotted paths of ``hook(runtime) -> None`` functions run when a worker starts."""
 
 KILL_AFTER_TERM_SEC = 5.0
+MAINTENANCE_INTERVAL_SEC = 120
+"""rq's registry cleaning and the orphan sweep; rq's default (10 minutes) would leave an orphaned job
+waiting up to twenty."""
 
 
 class HdxWorker(Worker):
@@ -65,6 +70,18 @@ class HdxWorker(Worker):
             except Exception:
                 log.exception("worker start-up hook %s failed", path)
         super().bootstrap(*args, **kwargs)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # An idle worker wakes from its blocking pop at least once per maintenance interval to run it.
+        return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        try:
+            orphans.sweep(self.connection)
+        except Exception:  # the next maintenance run tries again
+            log.exception("the orphaned-job sweep failed")
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         policy: Callable[[Job, Any], int | None] = import_attribute(JOB_TIMEOUT_POLICY)  # type: ignore[assignment]

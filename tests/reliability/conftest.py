@@ -33,6 +33,7 @@ from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
 from rq.utils import parse_composite_key
 
+from core import orphans
 from core.connections import SERIALIZER, queue
 from core.procs import descendants
 from core.settings import ALL_QUEUES
@@ -149,8 +150,9 @@ def advance_rq_clock(redis: Redis, seconds: float, queue_names: Iterable[str] = 
     """Act as rq's maintenance and scheduler would ``seconds`` from now.
 
     Jobs whose worker stopped sending heartbeats by then are handled as abandoned (retried when they have
-    retries left, else failed), and scheduled jobs (rq ``Retry`` intervals, ``enqueue_in``) due by then are
-    put on their queues for the real workers to run.
+    retries left, else failed), jobs taken off a queue by a worker that died before starting them are put
+    back (the workers' orphan sweep, core.orphans), and scheduled jobs (rq ``Retry`` intervals,
+    ``enqueue_in``) due by then are put on their queues for the real workers to run.
     """
     future = time.time() + seconds
     names = list(queue_names)
@@ -158,6 +160,8 @@ def advance_rq_clock(redis: Redis, seconds: float, queue_names: Iterable[str] = 
         registry = StartedJobRegistry(queue=queue(name, redis))
         _heartbeats_of_live_workers(redis, registry, future)
         registry.cleanup(timestamp=future)
+    orphans.sweep(redis, now=time.time())
+    orphans.sweep(redis, now=future)
     scheduler = RQScheduler(names, connection=redis, serializer=SERIALIZER)
     try:
         with mock.patch("rq.scheduler.current_timestamp", lambda: int(future)):
@@ -173,10 +177,19 @@ def _heartbeats_of_live_workers(redis: Redis, registry: StartedJobRegistry, unti
     only the jobs of dead workers are abandoned when the clock moves."""
     now = time.time()
     for member, score in redis.zrangebyscore(registry.key, 0, until, withscores=True):
-        job_id, _ = parse_composite_key(member.decode())
-        job = Job.fetch_many([job_id], connection=redis, serializer=SERIALIZER)[0]
-        if job is not None and _worker_alive(redis, job.worker_name, score - now):
+        if _worker_alive(redis, _execution_worker(redis, member.decode()), score - now):
             redis.zadd(registry.key, {member: until + 120}, xx=True)
+
+
+def _execution_worker(redis: Redis, composite_key: str) -> str | None:
+    """The worker running an execution: named by the execution itself (written before the worker forks),
+    else by the job (written by the work horse)."""
+    name = redis.hget(f"rq:execution:{composite_key}", "worker_name")
+    if name:
+        return name.decode()
+    job_id, _ = parse_composite_key(composite_key)
+    job = Job.fetch_many([job_id], connection=redis, serializer=SERIALIZER)[0]
+    return job.worker_name if job is not None else None
 
 
 def _worker_alive(redis: Redis, name: str | None, heartbeat_left: float) -> bool:

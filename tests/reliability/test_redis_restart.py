@@ -25,6 +25,7 @@ from redis import Redis
 from rq.job import Job
 
 from analyticsapi import buffer
+from core import orphans
 from core.connections import SERIALIZER
 from tests.fakes import FakeCkan, FakeMixpanel, FakeService, Reply
 
@@ -229,6 +230,7 @@ def _queues_state(redis: Redis) -> str:
             f"{name}: queued {redis.llen('rq:queue:' + name)}, started {started.count},"
             f" scheduled {ScheduledJobRegistry(name, connection=redis).count}, failed {failed.count} {reasons}"
         )
+    parts.append(f"orphaned {orphans.find_orphans(redis)}")
     return "; ".join(parts)
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rq import Queue, Worker
+from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.timeouts import JobTimeoutException
@@ -80,6 +81,8 @@ class HdxWorker(Worker):
         super().run_maintenance_tasks()
         try:
             orphans.sweep(self.connection)
+        except StopRequested:  # raised by rq's signal handler wherever the worker is: let rq stop
+            raise
         except Exception:  # the next maintenance run tries again
             log.exception("the orphaned-job sweep failed")
 

@@ -43,6 +43,7 @@ STARTUP_HOOKS: tuple[str, ...] = (
     "scheduler.tasks.repair_schedules",
     "importapi.sweep.sweep_leftovers",
     "analyticsapi.tasks.on_worker_start",
+    "eventsapi.display.prepare_renderer",
 )
 """Dotted paths of ``hook(runtime) -> None`` functions run when a worker starts."""
 

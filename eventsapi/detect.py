@@ -134,8 +134,10 @@ def scalar_changes(
     old_values, new_values = _with_owner_org(old), _with_owner_org(new)
     changes = []
     for field in sorted(set(fields)):
-        old_value = comparable_value(field, old_values.get(field))
-        new_value = comparable_value(field, new_values.get(field))
+        old_raw, new_raw = old_values.get(field), new_values.get(field)
+        if type(old_raw) is type(new_raw) and old_raw == new_raw:
+            continue  # unchanged: skip rendering (Markdown of a long description costs ~0.1 s in a fresh job)
+        old_value, new_value = comparable_value(field, old_raw), comparable_value(field, new_raw)
         if _same(old_value, new_value):
             continue
         changes.append(

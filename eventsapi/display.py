@@ -38,6 +38,12 @@ def _renderer() -> markdown.Markdown:
     return renderer
 
 
+def prepare_renderer(_runtime: object = None) -> None:
+    """Worker start-up hook: build the renderer (~20 ms) once in the worker, not in every forked job."""
+    _renderer()
+    display_tables()
+
+
 @lru_cache(maxsize=4096)
 def _plain_text_of(text: str) -> str:
     html = _renderer().reset().convert(text)

@@ -3,7 +3,8 @@
 
     .venv/bin/python bench/openloop.py URL --rate 500 --seconds 5 [--method POST --body-file F] [--expect TEXT]
 
-``--body-file`` holds one body, or with ``--body-lines`` one body per line, sent in turn.
+``--body-file`` holds one body, or with ``--body-lines`` one body per line, sent in turn; ``--url-lines``
+names a file of URLs (same host as ``URL``), one per line, also used in turn (a different resource each time).
 
 Request ``i`` is due at ``start + i / rate``. Its latency is measured from that *due* time until the last
 byte of the response, so a server (or a connection) that stalls is charged for every request that had to
@@ -221,7 +222,7 @@ async def _one(pool: Pool, request: bytes, due: float, expect: bytes | None, res
 async def run(
     url: str, *, rate: float, seconds: float, method: str = "GET", bodies: list[bytes | None] | None = None,
     connections: int = 16, expect: bytes | None = None, timeout: float = 10.0, warmup: int = 2,
-    new_connection_per_request: bool = False,
+    new_connection_per_request: bool = False, urls: list[str] | None = None,
 ) -> Results:  # fmt: skip
     """Send ``rate * seconds`` requests on the open-loop timetable and measure them (bodies in turn)."""
     parts = urlsplit(url)
@@ -229,7 +230,11 @@ async def run(
     pool = kind(parts.hostname or "127.0.0.1", parts.port or 80, connections)
     await pool.open()
     keep_alive = not new_connection_per_request
-    requests = [build_request(url, method, body, keep_alive=keep_alive) for body in bodies or [None]]
+    bodies, urls = bodies or [None], urls or [url]
+    requests = [
+        build_request(urls[index % len(urls)], method, bodies[index % len(bodies)], keep_alive=keep_alive)
+        for index in range(max(len(urls), len(bodies)))
+    ]
     if warmup:  # every connection answers before the clock starts (with bodies not sent in the run)
         first = build_request(url, "GET", None, keep_alive=keep_alive) if bodies else requests[0]
         for _ in range(warmup):
@@ -259,6 +264,7 @@ def main() -> None:
     parser.add_argument("--method", default="GET")
     parser.add_argument("--body-file", type=Path, help="request body (sent as application/json)")
     parser.add_argument("--body-lines", action="store_true", help="the body file holds one body per line")
+    parser.add_argument("--url-lines", type=Path, help="a file of URLs, one per line, requested in turn")
     parser.add_argument("--warmup", type=int, default=2, help="untimed requests per connection first")
     parser.add_argument("--connections", type=int, default=16, help="keep-alive connections in the pool")
     parser.add_argument(
@@ -275,6 +281,7 @@ def main() -> None:
             args.url, rate=args.rate, seconds=args.seconds, method=args.method, bodies=bodies,
             connections=args.connections, expect=args.expect.encode() if args.expect else None, timeout=args.timeout,
             warmup=args.warmup, new_connection_per_request=args.new_connection_per_request,
+            urls=args.url_lines.read_text().split() if args.url_lines else None,
         )
     )  # fmt: skip
     loop.close()

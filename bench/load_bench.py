@@ -9,7 +9,8 @@ What it does:
    gunicorn (``HDXRQ_API_WORKERS`` x ``HDXRQ_API_THREADS``) and two workers with the scheduler;
 2. sends an open-loop mix (requests leave on a fixed schedule, latency counted from the scheduled moment,
    so a slow server cannot slow the load down and hide its queueing): 20 % create-change-events with a
-   500 KB body, 75 % send-analytics, 5 % add-layer, each from a ``bench/openloop.py`` process of its own;
+   500 KB body (a title edit of a dataset with ~250 resources), 75 % send-analytics, 5 % add-layer, each
+   from a ``bench/openloop.py`` process of its own;
 3. steps the rate up (``--rates``, ``--step-seconds`` each) and keeps the highest rate with zero errors and
    p99 under the earlier issues' targets (send-analytics 5 ms, create-change-events 20 ms; add-layer 20 ms),
    or, when no step meets the targets, the highest rate with zero errors at which it keeps up (median within
@@ -69,14 +70,17 @@ def claim_redis_db(admin: Redis) -> int:
 
 
 def change_body() -> bytes:
-    """A create-change-events body of about 500 KB: an example dataset pair with long notes."""
-    old = json.loads((EVENT_EXAMPLES / "case-01-old.json").read_text())
-    new = json.loads((EVENT_EXAMPLES / "case-01-new.json").read_text())
-    size = len(json.dumps({"old_dataset_dict": old, "new_dataset_dict": new}))
-    filler = max(0, BODY_KB * 1024 - size) // 2
-    old["notes"] = (old.get("notes") or "") + "x" * filler
-    new["notes"] = (new.get("notes") or "") + "y" * filler
-    return json.dumps({"username": "bench", "old_dataset_dict": old, "new_dataset_dict": new}).encode()
+    """A create-change-events body of about 500 KB: an edit (a new title) of the example dataset given as
+    many resources as make up the size, the usual reason an HDX dataset dict is large."""
+    dataset = json.loads((EVENT_EXAMPLES / "case-01-new.json").read_text())
+    template = dataset["resources"][0]
+    size_of_one = len(json.dumps(template)) * 2  # it is in the old and the new dict
+    dataset["resources"] = [
+        {**template, "id": str(uuid.UUID(int=number)), "name": f"file-{number}.csv", "position": number}
+        for number in range(max(1, BODY_KB * 1024 // size_of_one))
+    ]
+    edited = {**dataset, "title": dataset["title"] + " (revised)"}
+    return json.dumps({"username": "bench", "old_dataset_dict": dataset, "new_dataset_dict": edited}).encode()
 
 
 class Load:

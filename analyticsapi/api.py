@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from core.auth import notification_endpoint
 from core.checks import Check, register_check
@@ -32,7 +33,11 @@ def send_analytics() -> tuple[Response, int]:
     """Validate the event, buffer it in one Redis round trip and answer; delivery happens in the workers."""
     runtime: Runtime = current_app.extensions["hdx"]
     try:
-        event = _deliverable(parse_event(request.get_json(silent=True)), runtime)
+        payload = request.get_json(silent=True)
+    except RequestEntityTooLarge:
+        return _failure(f"The request body is larger than {runtime.settings.max_request_mb} MB", 413)
+    try:
+        event = _deliverable(parse_event(payload), runtime)
         must_request_drain = buffer.append(runtime.redis, event) if event.mixpanel or event.ga4 else False
     except InvalidAnalyticsEvent as error:
         return _failure(error.message, error.http_status)

@@ -20,7 +20,7 @@ Meant to run in a process of its own (the benchmarks start it with :func:`run_in
 does not share a GIL with the code that starts servers. It is cheap: one asyncio loop over raw sockets,
 with ``select()`` as the selector because epoll's millisecond timeout would send up to 1 ms late.
 Prints one JSON object: ``latency_ms`` (from the due time), ``service_ms`` (from the actual send),
-``send_late_ms`` (how late the generator itself sent), ``errors`` and ``statuses``.
+``send_late_ms`` (how late the generator itself sent), ``errors``, ``statuses`` and ``first_due_epoch``.
 """
 
 from __future__ import annotations
@@ -107,6 +107,8 @@ class Results:
     send_late_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     statuses: collections.Counter[int] = field(default_factory=collections.Counter)
+    first_due_epoch: float = 0.0
+    """When the first timed request was due (``time.time()``): after start-up and warm-up."""
 
 
 class Pool:
@@ -241,6 +243,7 @@ async def run(
             await asyncio.gather(*(_one(pool, first, time.monotonic(), None, Results()) for _ in range(connections)))
     results, tasks = Results(), []
     count, start = int(rate * seconds), time.monotonic() + 0.05
+    results.first_due_epoch = time.time() + (start - time.monotonic())
     for index in range(count):
         due = start + index / rate
         delay = due - time.monotonic()

@@ -422,18 +422,9 @@ def _rows(batch: list[Any], result: FastLoad) -> tuple[list[dict[str, Any]], lis
         except (KeyError, TypeError):
             raise NotSimple(f"geometry type {str(kind)[:40] if isinstance(geometry, dict) else '?'}") from None
         if target != family:
-            if family is not None:
-                raise NotSimple(f"mixed geometry types ({family}, {kind})")
-            family = result.geometry_type = target
+            family = _set_family(result, family, target, kind)
         try:
-            if kind == "Point":  # the common case, inline
-                x, y = geometry["coordinates"][:2]
-                if not (-180 <= x <= 180 and -90 <= y <= 90):
-                    removed += 1
-                    continue
-                encoded = _ONE_POINT.pack(1, _MULTIPOINT_EWKB, _SRID, 1, 1, 1, x, y).hex()
-            else:
-                encoded = _encode(target, is_multi, geometry["coordinates"])
+            encoded = _encode(target, is_multi, geometry["coordinates"])
         except (KeyError, TypeError, IndexError, ValueError, struct.error):
             raise NotSimple(f"a {kind} with unusual coordinates") from None
         if encoded is None:
@@ -461,18 +452,9 @@ def _typed_rows(batch: list[_Feature], result: FastLoad) -> tuple[list[dict[str,
         kind = _TYPED_KINDS[type(geometry)]
         target, is_multi = _FAMILIES[kind]
         if target != family:
-            if family is not None:
-                raise NotSimple(f"mixed geometry types ({family}, {kind})")
-            family = result.geometry_type = target
+            family = _set_family(result, family, target, kind)
         try:
-            if kind == "Point":  # the common case, inline
-                x, y = geometry.coordinates[:2]
-                if not (-180 <= x <= 180 and -90 <= y <= 90):
-                    removed += 1
-                    continue
-                encoded = _ONE_POINT.pack(1, _MULTIPOINT_EWKB, _SRID, 1, 1, 1, x, y).hex()
-            else:
-                encoded = _encode(target, is_multi, geometry.coordinates)
+            encoded = _encode(target, is_multi, geometry.coordinates)
         except (IndexError, ValueError, struct.error):
             raise NotSimple(f"a {kind} with unusual coordinates") from None
         if encoded is None:
@@ -482,6 +464,14 @@ def _typed_rows(batch: list[_Feature], result: FastLoad) -> tuple[list[dict[str,
         geometries.append(encoded)
     result.removed += removed
     return properties_out, geometries
+
+
+def _set_family(result: FastLoad, family: str | None, target: str, kind: str) -> str:
+    """The layer's geometry family once the first geometry fixed it; a second family is not for the fast path."""
+    if family is not None:
+        raise NotSimple(f"mixed geometry types ({family}, {kind})")
+    result.geometry_type = target
+    return target
 
 
 def _encode(target: str, is_multi: bool, coordinates: Any) -> str | None:

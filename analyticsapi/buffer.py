@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError
 from redis.lock import Lock
+from rq.utils import as_text
 
 from .events import AnalyticsEvent
 
@@ -147,17 +148,13 @@ class SinkBuffer:
         """Whether entries were added that no sender has claimed yet (newer than the group's last read)."""
         last_added = self.redis.xinfo_stream(self.key)["last-generated-id"]
         for group in self.redis.xinfo_groups(self.key):
-            if _text(group["name"]) == GROUP:
+            if as_text(group["name"]) == GROUP:
                 return _stream_id(last_added) > _stream_id(group["last-delivered-id"])
         return self.backlog() > 0
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _stream_id(value: bytes | str) -> tuple[int, int]:
-    milliseconds, _, sequence = _text(value).partition("-")
+    milliseconds, _, sequence = as_text(value).partition("-")
     return int(milliseconds), int(sequence or 0)
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import WatchError
 from rq.intermediate_queue import IntermediateQueue
 from rq.registry import StartedJobRegistry
-from rq.utils import parse_composite_key
+from rq.utils import as_text, parse_composite_key
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -47,7 +47,7 @@ def sweep(redis: Redis, *, now: float | None = None, orphan_after: float = ORPHA
         return []
     try:
         orphans = find_orphans(redis)
-        first_seen = {_text(key): float(value) for key, value in redis.hgetall(FIRST_SEEN_KEY).items()}
+        first_seen = {as_text(key): float(value) for key, value in redis.hgetall(FIRST_SEEN_KEY).items()}
         due = [job for job in orphans if moment - first_seen.get(job, moment) >= orphan_after]
         requeued = [job for job in due if requeue(redis, job, orphans[job])]
         _remember(redis, {job: first_seen.get(job, moment) for job in orphans if job not in requeued})
@@ -77,7 +77,7 @@ def requeue(redis: Redis, job_id: str, origin: str) -> bool:
         try:
             pipe.watch(job_key, queue_key, intermediate, started_key)
             still_orphaned = (
-                _text(pipe.hget(job_key, "status") or b"") == "queued"
+                as_text(pipe.hget(job_key, "status") or b"") == "queued"
                 and pipe.lpos(queue_key, job_id) is None
                 and job_id not in _started_ids(pipe, started_key)
             )
@@ -105,7 +105,7 @@ def _queued_jobs(redis: Redis) -> list[tuple[str, str]]:
                 pipe.hmget(key, "status", "origin")
             for key, (status, origin) in zip(keys, pipe.execute(), strict=True):
                 if status == b"queued" and origin:
-                    found.append((_text(key)[len(JOB_KEY_PREFIX) :], _text(origin)))
+                    found.append((as_text(key)[len(JOB_KEY_PREFIX) :], as_text(origin)))
 
     for key in redis.scan_iter(match=JOB_KEY_PREFIX + "*", count=SCAN_BATCH, _type="HASH"):
         batch.append(key)
@@ -118,7 +118,7 @@ def _queued_jobs(redis: Redis) -> list[tuple[str, str]]:
 
 
 def _ids_on_queue(redis: Redis, origin: str) -> set[str]:
-    return {_text(job_id) for job_id in redis.lrange(QUEUE_KEY_PREFIX + origin, 0, -1)}
+    return {as_text(job_id) for job_id in redis.lrange(QUEUE_KEY_PREFIX + origin, 0, -1)}
 
 
 def _started_key(redis: Redis, origin: str) -> str:
@@ -126,7 +126,7 @@ def _started_key(redis: Redis, origin: str) -> str:
 
 
 def _started_ids(redis: Redis, started_key: str) -> set[str]:
-    return {parse_composite_key(_text(member))[0] for member in redis.zrange(started_key, 0, -1)}
+    return {parse_composite_key(as_text(member))[0] for member in redis.zrange(started_key, 0, -1)}
 
 
 def _remember(redis: Redis, first_seen: dict[str, float]) -> None:
@@ -135,7 +135,3 @@ def _remember(redis: Redis, first_seen: dict[str, float]) -> None:
         if first_seen:
             pipe.hset(FIRST_SEEN_KEY, mapping=first_seen)
         pipe.execute()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

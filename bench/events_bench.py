@@ -95,12 +95,7 @@ def wait_until_up(url: str, timeout: float = 30.0) -> None:
 
 def measure(server_pid: int, url: str, rate: float, seconds: float, **options: Any) -> dict[str, Any]:
     """One open-loop run (bench/openloop.py in its own process) plus the API's CPU time per request."""
-    cpu_before = openloop.tree_cpu_seconds(server_pid)
-    result = openloop.run_in_subprocess(url, rate=rate, seconds=seconds, connections=8, **options)
-    result["cpu_ms"] = (openloop.tree_cpu_seconds(server_pid) - cpu_before) * 1000 / max(1, len(result["latency_ms"]))
-    if result["errors"]:
-        raise SystemExit(f"{url}: {len(result['errors'])} failed requests, e.g. {result['errors'][0]}")
-    return result
+    return openloop.measure(server_pid, url, rate=rate, seconds=seconds, connections=8, **options)
 
 
 class Janitor(threading.Thread):

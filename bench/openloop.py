@@ -326,6 +326,17 @@ if __name__ == "__main__":
     main()
 
 
+def measure(server_pid: int, url: str, *, rate: float, seconds: float, **options: Any) -> dict[str, Any]:
+    """:func:`run_in_subprocess` plus the server's CPU time per request (``cpu_ms``, the process tree of
+    ``server_pid``); a run with a failed request stops the benchmark."""
+    cpu_before = tree_cpu_seconds(server_pid)
+    result = run_in_subprocess(url, rate=rate, seconds=seconds, **options)
+    result["cpu_ms"] = (tree_cpu_seconds(server_pid) - cpu_before) * 1000 / max(1, len(result["latency_ms"]))
+    if result["errors"]:
+        raise SystemExit(f"{url}: {len(result['errors'])} failed requests, e.g. {result['errors'][0]}")
+    return result
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU time (user + system) used so far by process ``pid`` and its living descendants (Linux /proc)."""
     total, todo = 0.0, [pid]

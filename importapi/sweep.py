@@ -8,7 +8,6 @@ advisory lock that guards each one while it exists.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import tempfile
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from psycopg import sql
 
+from core import procs
 from core.postgis import connect
 from core.runtime import Runtime
 
@@ -51,30 +51,10 @@ def sweep_job_folders(base: Path, now: float | None = None) -> int:
         match = _DIR_NAME.match(entry.name)
         if not match or not entry.is_dir():
             continue
-        if not _alive(int(match.group(1))) or now - entry.stat().st_mtime > MAX_AGE_SEC:
+        if not procs.alive(int(match.group(1))) or now - entry.stat().st_mtime > MAX_AGE_SEC:
             archive.remove_tree(entry)
             removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """A killed work horse whose parent died too stays a zombie where nothing reaps orphans (a container
-    without an init): it is dead, and its folder must go."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2 :].startswith("Z")
 
 
 def sweep_staging_tables(rt: Runtime) -> int:

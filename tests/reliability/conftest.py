@@ -33,7 +33,7 @@ from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
 from rq.utils import parse_composite_key
 
-from core import orphans
+from core import orphans, procs
 from core.connections import SERIALIZER, queue
 from core.procs import descendants
 from core.settings import ALL_QUEUES
@@ -198,11 +198,7 @@ def _worker_alive(redis: Redis, name: str | None, heartbeat_left: float) -> bool
     pid = redis.hget(f"rq:worker:{name}", "pid") if name else None
     if pid is None:  # (an entry this function extended before is far beyond a real heartbeat: not fresh)
         return HEARTBEAT_MARGIN_SEC < heartbeat_left <= HEARTBEAT_MARGIN_SEC + 40
-    try:
-        stat = Path(f"/proc/{int(pid)}/stat").read_text()
-    except OSError:
-        return False
-    return not stat[stat.rindex(")") + 2 :].startswith("Z")
+    return procs.alive(int(pid))
 
 
 # --- private Redis ---

@@ -43,6 +43,7 @@ from redis import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import openloop  # noqa: E402
 from tests.fakes import FakeCkan, FakeMixpanel, FakeService, Reply  # noqa: E402
 
 EVENT_EXAMPLES = ROOT / "tests" / "eventsapi" / "samples"  # copies of shared/examples
@@ -100,34 +101,33 @@ class Load:
     def run(self, rate: float, seconds: float) -> dict[str, Any]:
         """Send ``rate`` requests/s for ``seconds``; per-endpoint p50/p99 (ms), counts, errors."""
         generators = {
-            kind: subprocess.Popen(self._argv(kind, rate * share, seconds), stdout=subprocess.PIPE, cwd=ROOT)
+            kind: subprocess.Popen(self._command(kind, rate * share, seconds), stdout=subprocess.PIPE, cwd=ROOT)
             for kind, share in MIX
         }
         report: dict[str, Any] = {"rate": rate, "seconds": seconds, "requests": 0, "errors": 0}
         for kind, generator in generators.items():
             out, _ = generator.communicate(timeout=seconds + 120)
             result = json.loads(out)
-            values = sorted(result["latency_ms"])  # every answered request, good or not
+            values = result["latency_ms"]  # every answered request, good or not
             errors = len(result["errors"])
             refused = sum(1 for error in result["errors"] if error.startswith("HTTP"))
             report["requests"] += len(values) + errors - refused
             report[kind] = {
                 "count": len(values),
-                "p50_ms": round(values[len(values) // 2], 2) if values else None,
-                "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))], 2) if values else None,
+                "p50_ms": round(openloop.percentile(values, 50), 2) if values else None,
+                "p99_ms": round(openloop.percentile(values, 99), 2) if values else None,
                 "errors": errors,
             }
             report["errors"] += errors
             self.accepted[kind] += len(values) - refused
         return report
 
-    def _argv(self, kind: str, rate: float, seconds: float) -> list[str]:
+    def _command(self, kind: str, rate: float, seconds: float) -> list[str]:
         count = max(1, int(rate * seconds))
-        argv = [sys.executable, "bench/openloop.py", "--rate", str(rate), "--seconds", str(seconds)]
-        argv += ["--connections", "16", "--warmup", "1"]
+        options: dict[str, Any] = {"connections": 16, "warmup": 1}
         if kind == "create-change-events":
             url, expect = f"{self.base}/api/create-change-events", '"state":"success"'
-            argv += ["--method", "POST", "--body-file", str(self.work / "change.json")]
+            options.update(method="POST", body_file=self.work / "change.json")
         elif kind == "send-analytics":
             url, expect = f"{self.base}/api/send-analytics", '"success":true'
             bodies = self.work / "analytics.jsonl"
@@ -135,15 +135,15 @@ class Load:
                 for _ in range(count):
                     meta = {**self.analytics["mixpanel_meta"], "n": uuid.uuid4().hex}
                     out.write(json.dumps({**self.analytics, "mixpanel_meta": meta}) + "\n")
-            argv += ["--method", "POST", "--body-file", str(bodies), "--body-lines"]
+            options.update(method="POST", body_file=bodies, body_lines=True)
         else:
             url, expect = f"{self.base}/version", '"state":"processing"'
             urls = self.work / "add-layer.txt"
             query = f"resource_download_url={self.file_url}&url_type=upload"
             layer = f"{self.base}/api/add-layer/dataset/bench/resource"
             urls.write_text("".join(f"{layer}/{uuid.uuid4()}?{query}\n" for _ in range(count)))
-            argv += ["--url-lines", str(urls)]
-        return [*argv, "--expect", expect, url]
+            options.update(url_lines=urls)
+        return openloop.command(url, rate=rate, seconds=seconds, expect=expect, **options)
 
 
 def keeps_up(report: dict[str, Any]) -> bool:

@@ -291,14 +291,20 @@ def main() -> None:
     json.dump({**results.__dict__, "statuses": dict(results.statuses)}, sys.stdout)
 
 
-def run_in_subprocess(url: str, *, rate: float, seconds: float, **options: Any) -> dict[str, Any]:
-    """Run the generator in a process of its own and return its results (see :func:`main`)."""
+def command(url: str, *, rate: float, seconds: float, **options: Any) -> list[str]:
+    """The command line running the generator with these options (``body_lines=True`` -> ``--body-lines``)."""
     argv = [sys.executable, __file__, url, "--rate", str(rate), "--seconds", str(seconds)]
     for name, value in options.items():
         if value is True:
             argv.append(f"--{name.replace('_', '-')}")
         elif value is not None and value is not False:
             argv += [f"--{name.replace('_', '-')}", str(value)]
+    return argv
+
+
+def run_in_subprocess(url: str, *, rate: float, seconds: float, **options: Any) -> dict[str, Any]:
+    """Run the generator in a process of its own and return its results (see :func:`main`)."""
+    argv = command(url, rate=rate, seconds=seconds, **options)
     completed = subprocess.run(argv, capture_output=True, check=True, timeout=seconds + 120)
     return json.loads(completed.stdout)  # type: ignore[no-any-return]
 
@@ -320,10 +326,6 @@ def summary(result: dict[str, Any]) -> str:
         f"  (service p99 {percentile(service, 99):5.2f}, sender late p99 {percentile(late, 99):4.2f})"
         + (f"  {len(errors)} ERRORS e.g. {errors[0]}" if errors else "")
     )
-
-
-if __name__ == "__main__":
-    main()
 
 
 def measure(server_pid: int, url: str, *, rate: float, seconds: float, **options: Any) -> dict[str, Any]:
@@ -351,3 +353,7 @@ def tree_cpu_seconds(pid: int) -> float:
         except (FileNotFoundError, ProcessLookupError):
             continue
     return total
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@
     .venv/bin/python bench/analytics_bench.py [--events 10000] [--old-events 10000] [--rate 500] [--seconds 5]
 
 Same run, same fake Mixpanel server (tests/fakes.py), same two ``./hdxrq.py worker analytics_q`` processes,
-the API as ``./hdxrq.py serve`` runs it in production (gunicorn). HTTP load comes from ``bench/openloop.py``
+the API as ``./hdxrq.py serve`` runs it in production (uWSGI). HTTP load comes from ``bench/openloop.py``
 in a process of its own (a cheap asyncio client on keep-alive connections), never from this process.
 
 1. New: ``--events`` distinct events POSTed to ``/api/send-analytics`` as fast as 16 connections allow,

@@ -6,7 +6,7 @@ What it does:
 
 1. starts Redis-backed services for a private Redis db and a fresh PostGIS database (cloned from the
    ``hdxrq_template`` that ``./dev.sh`` prepares), local fake CKAN / Mixpanel / file host, the API under
-   gunicorn (``HDXRQ_API_WORKERS`` x ``HDXRQ_API_THREADS``) and two workers with the scheduler;
+   uWSGI (``HDXRQ_API_WORKERS`` processes, as ``./hdxrq.py serve`` runs it) and two workers with the scheduler;
 2. sends an open-loop mix (requests leave on a fixed schedule, latency counted from the scheduled moment,
    so a slow server cannot slow the load down and hide its queueing): 20 % create-change-events with a
    500 KB body (a title edit of a dataset with ~250 resources), 75 % send-analytics, 5 % add-layer, each

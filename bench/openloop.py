@@ -70,11 +70,17 @@ class HttpConnection(asyncio.Protocol):
         if end < 0 or self.waiter is None:
             return
         head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
-        length = _content_length(head[1:])
+        content_length = _header(head[1:], "content-length")
+        if content_length is None:
+            raise ValueError("response without Content-Length (chunked answers are not supported)")
+        length = int(content_length)
         if len(self.buffer) < end + 4 + length:
             return
         body = bytes(self.buffer[end + 4 : end + 4 + length])
         del self.buffer[: end + 4 + length]
+        if (_header(head[1:], "connection") or "").lower() == "close" and self.transport is not None:
+            self.closed = True  # the server said so: this connection takes no further request
+            self.transport.close()
         if not self.waiter.done():
             self.waiter.set_result((int(head[0].split()[1]), body, arrived))
 
@@ -90,12 +96,13 @@ class HttpConnection(asyncio.Protocol):
             self.waiter = None
 
 
-def _content_length(header_lines: list[str]) -> int:
+def _header(header_lines: list[str], wanted: str) -> str | None:
+    """The value of the header named ``wanted`` (lower case), or None."""
     for line in header_lines:
         name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            return int(value)
-    raise ValueError("response without Content-Length (chunked answers are not supported)")
+        if name.strip().lower() == wanted:
+            return value.strip()
+    return None
 
 
 @dataclass
@@ -124,8 +131,8 @@ class Pool:
             self.idle.append(await self._connect())
 
     async def done_with(self, connection: HttpConnection) -> None:
-        """Give ``connection`` back after a request (a fresh one if the server closed it)."""
-        self.release(await self._connect() if connection.closed else connection)
+        """Give ``connection`` back after a request (the next user reconnects if the server closed it)."""
+        self.release(connection)
 
     async def _connect(self) -> HttpConnection:
         loop = asyncio.get_running_loop()
@@ -135,11 +142,13 @@ class Pool:
     async def acquire(self) -> HttpConnection:
         if self.idle:
             connection = self.idle.popleft()
-            # The server may have dropped an idle one (keep-alive timeout): replace it.
-            return connection if not connection.closed else await self._connect()
-        waiter = asyncio.get_running_loop().create_future()
-        self.waiting.append(waiter)
-        return await waiter
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiting.append(waiter)
+            connection = await waiter
+        # Closed by the server (``Connection: close``, a keep-alive timeout): as a real client does, the
+        # request opens a new one, and the connect is part of its latency.
+        return connection if not connection.closed else await self._connect()
 
     def release(self, connection: HttpConnection) -> None:
         while self.waiting:

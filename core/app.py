@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, request
+from flask import Flask, Response, jsonify
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
@@ -47,28 +47,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     metrics.init_app(app, runtime)
     openapi.init_app(app)
     _register_error_handlers(app)
-    app.after_request(_drain_unread_body)
     return app
-
-
-UNREAD_BODY_KEEPALIVE_LIMIT = 64 * 1024
-"""gunicorn drains at most this much of a body the view did not read, then drops the keep-alive connection
-(it ignores a ``Connection: close`` from the app), so the client's next request on it gets no answer."""
-
-
-def _drain_unread_body(response: Response) -> Response:
-    """Read the rest of an accepted-size body the view ignored, so the connection stays usable."""
-    length = request.content_length or 0
-    limit = current_app.config["MAX_CONTENT_LENGTH"] or 0
-    if not UNREAD_BODY_KEEPALIVE_LIMIT < length <= limit:
-        return response  # small enough for gunicorn to drain, or refused as too large (413) anyway
-    stream = request.stream
-    if not getattr(stream, "is_exhausted", True):
-        try:
-            stream.exhaust()  # type: ignore[attr-defined]
-        except Exception:  # the client went away: nothing to keep alive
-            log.debug("could not drain an unread request body", exc_info=True)
-    return response
 
 
 def _register_slices(app: Flask) -> None:

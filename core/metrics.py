@@ -6,7 +6,7 @@ Two kinds, deliberately:
   job, workers by state, job outcomes and durations (workers add to Redis counters when a job ends), and
   whatever the slices register (callbacks pending, analytics buffer, stream lag...). Any API process
   shows the whole cluster, however many worker machines there are, and workers need no port of their own.
-* **HTTP request latency** is per API process, in prometheus_client's multiprocess mode under gunicorn
+* **HTTP request latency** is per API process, in prometheus_client's multiprocess mode under uWSGI
   (``./hdxrq.py serve`` sets ``PROMETHEUS_MULTIPROC_DIR``), in plain in-process mode otherwise.
 """
 

@@ -1,4 +1,4 @@
-"""``serve`` (the API under gunicorn) and ``run`` (API + workers + scheduler in the foreground)."""
+"""``serve`` (the API under uWSGI) and ``run`` (API + workers + scheduler in the foreground)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import click
 
 from .cli import cli
 from .runtime import Runtime
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,24 +34,16 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 @click.option("--port", default=5000, show_default=True, type=int, help="Port to listen on.")
 @click.pass_obj
 def serve(runtime: Runtime, host: str, port: int) -> None:
-    """Run the API under gunicorn (production WSGI server)."""
-    settings = runtime.settings
+    """Run the API under uWSGI (production WSGI server)."""
+    uwsgi = Path(sys.executable).with_name("uwsgi")
+    if not uwsgi.exists():
+        raise click.ClickException(f"uWSGI is not installed next to {sys.executable} (pip install -r requirements.txt)")
     env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(fresh_metrics_dir(port)))
-    argv = [
-        sys.executable, "-m", "gunicorn",
-        "--config", "python:core.gunicorn_conf",
-        "--chdir", str(ROOT),
-        "--bind", f"{host}:{port}",
-        "--workers", str(settings.api_workers),
-        "--threads", str(settings.api_threads),
-        "--worker-class", "gthread",
-        "--graceful-timeout", str(int(settings.shutdown_grace_sec)),
-        "--name", "hdxrq-api",
-        "core.app:create_app()",
-    ]  # fmt: skip
-    # gunicorn replaces this process: signals reach its master directly, and the metrics directory
-    # is in its environment before prometheus_client is first imported.
-    os.execve(sys.executable, argv, env)
+    # uWSGI replaces this process: signals reach its master directly, and the metrics directory is in
+    # its environment before prometheus_client is first imported. Its log goes to standard output:
+    # send it where every other hdxrq log line goes.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    os.execve(uwsgi, [str(uwsgi), *uwsgi_options(runtime.settings, host, port)], env)
 
 
 def fresh_metrics_dir(port: int) -> Path:
@@ -59,6 +52,80 @@ def fresh_metrics_dir(port: int) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+def uwsgi_options(settings: Settings, host: str, port: int) -> list[str]:
+    """uWSGI's command line for the API (no secrets: the app reads its settings from the environment).
+
+    Single-threaded worker processes by default: a request never waits for another request's thread to
+    release the GIL, which is what decides the tail latency of a millisecond endpoint (docs/analyticsapi.md).
+    Each connection carries one request (``Connection: close``): a worker never sits on an idle
+    keep-alive connection. Put a reverse proxy in front for keep-alive, TLS and slow clients.
+    """
+    grace = str(max(1, round(settings.shutdown_grace_sec)))
+    options = [
+        "--strict",
+        "--master",
+        "--http-socket", f"{host}:{port}",
+        "--add-header", "Connection: close",
+        "--module", "core.app:create_app()",
+        "--chdir", str(ROOT),
+        "--need-app",
+        "--single-interpreter",
+        "--enable-threads",
+        *process_pool_options(settings),
+        "--thunder-lock",
+        "--listen", str(listen_backlog()),
+        "--buffer-size", "65535",  # request line + headers: long query strings, many headers
+        "--die-on-term",
+        # SIGTERM (systemd, Docker, ``run``): stop accepting, let in-flight requests finish, then exit.
+        "--hook-master-start", "unix_signal:15 gracefully_kill_them_all",
+        "--worker-reload-mercy", grace,
+        "--reload-mercy", grace,
+        "--no-orphans",
+        "--binary-path", sys.executable,  # a reload (SIGHUP) re-executes this interpreter (the venv), not the bare one
+        "--disable-logging",  # no access log, as before; the app logs what matters
+        "--ignore-sigpipe",
+        "--ignore-write-errors",
+        "--disable-write-exception",
+        "--log-drain", UWSGI_NOISE,
+    ]  # fmt: skip
+    if settings.api_threads > 1:
+        options += ["--threads", str(settings.api_threads)]
+    return options
+
+
+def process_pool_options(settings: Settings) -> list[str]:
+    """``HDXRQ_API_WORKERS`` processes, and up to ``HDXRQ_API_MAX_WORKERS`` while every one is busy.
+
+    A process holds a request until it is answered, including a job API request that waits for its job
+    (``Prefer: wait``, up to two minutes): uWSGI's "spare" algorithm adds processes when all have been busy
+    for a second and stops the extra ones once they idle, so a few such requests cannot hold CKAN's
+    notifications for longer than that.
+    """
+    if settings.api_max_workers <= settings.api_workers:
+        return ["--processes", str(settings.api_workers)]
+    return [
+        "--processes", str(settings.api_max_workers),
+        "--cheaper", str(settings.api_workers),
+        "--cheaper-initial", str(settings.api_workers),
+        "--cheaper-algo", "spare",
+        "--cheaper-overload", "1",
+        "--cheaper-step", "2",
+    ]  # fmt: skip
+
+
+UWSGI_NOISE = r"running as root|use the --uid flag"
+"""Start-up lines uWSGI repeats for every process that say nothing an operator can act on here."""
+
+
+def listen_backlog(wanted: int = 1024) -> int:
+    """The listen queue: ``wanted``, but never more than the kernel allows (uWSGI refuses to start then)."""
+    try:
+        allowed = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except (OSError, ValueError):
+        return 100
+    return max(1, min(wanted, allowed))
 
 
 @cli.command()

@@ -177,8 +177,9 @@ class Settings(BaseModel):
     allowed_networks: StrList = Field((), validation_alias=env("HDXRQ_ALLOWED_NETWORKS"))
     monitor_url: str = Field("/monitor", validation_alias=env("MONITOR_URL"), pattern=r"^/[A-Za-z0-9_\-/]*$")
     max_request_mb: int = Field(32, validation_alias=env("HDXRQ_MAX_REQUEST_MB"), ge=1)
-    api_workers: int = Field(2, validation_alias=env("HDXRQ_API_WORKERS"), ge=1)
-    api_threads: int = Field(8, validation_alias=env("HDXRQ_API_THREADS"), ge=1)
+    api_workers: int = Field(4, validation_alias=env("HDXRQ_API_WORKERS"), ge=1)
+    api_max_workers: int = Field(16, validation_alias=env("HDXRQ_API_MAX_WORKERS"), ge=1)
+    api_threads: int = Field(1, validation_alias=env("HDXRQ_API_THREADS"), ge=1)
     shutdown_grace_sec: float = Field(30.0, validation_alias=env("HDXRQ_SHUTDOWN_GRACE_SEC"), gt=0)
 
     # --- Workers ---

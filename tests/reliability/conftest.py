@@ -124,7 +124,7 @@ def spawn(settings_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...
 
 
 def serve_api(spawn: Callable[..., Proc], extra_env: dict[str, str] | None = None) -> tuple[Proc, str]:
-    """Start ``./hdxrq.py serve`` (gunicorn) on a free port; its process and base URL once it answers."""
+    """Start ``./hdxrq.py serve`` (uWSGI) on a free port; its process and base URL once it answers."""
     import httpx
 
     port = free_port()

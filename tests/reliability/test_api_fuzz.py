@@ -1,4 +1,4 @@
-"""schemathesis against the OpenAPI document of the API served by gunicorn (``./hdxrq.py serve``).
+"""schemathesis against the OpenAPI document of the API served by uWSGI (``./hdxrq.py serve``).
 
 Every operation of ``/openapi.json`` is exercised with generated valid and invalid parameters and bodies,
 through the examples, coverage, fuzzing and stateful phases, with an admin token so that the admin

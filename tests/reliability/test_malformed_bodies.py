@@ -1,4 +1,4 @@
-"""Malformed bodies on every endpoint of the served API (gunicorn): wrong types, huge strings, deep nesting,
+"""Malformed bodies on every endpoint of the served API (uWSGI): wrong types, huge strings, deep nesting,
 invalid UTF-8, broken JSON, wrong content types and oversize bodies. Never a 5xx, never a stack trace, always
 a JSON answer, and CKAN's endpoints answer in their contract's own failure shapes."""
 
@@ -105,7 +105,7 @@ def test_no_endpoint_breaks_on_malformed_bodies(served: tuple[Proc, str]) -> Non
 
 
 def test_oversize_bodies_are_refused_in_each_contract_shape(served: tuple[Proc, str]) -> None:
-    """A body over ``HDXRQ_MAX_REQUEST_MB`` is refused unread; gunicorn then drops that connection, so each
+    """A body over ``HDXRQ_MAX_REQUEST_MB`` is refused unread and that connection is closed, so each
     request here uses its own (as CKAN's clients do)."""
     api, base = served
     big = b'{"username": "' + b"x" * (OVERSIZE_MB * 1024 * 1024) + b'"}'

@@ -1,4 +1,4 @@
-"""The preview page in a real headless Chromium, served by ``./hdxrq.py serve`` (gunicorn) on a free port."""
+"""The preview page in a real headless Chromium, served by ``./hdxrq.py serve`` (uWSGI) on a free port."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def api_url(settings_env: dict[str, str]) -> Iterator[str]:
-    """The real API (gunicorn via ./hdxrq.py serve) on a free port, with the test's environment."""
+    """The real API (uWSGI via ./hdxrq.py serve) on a free port, with the test's environment."""
     port = free_port()
     env = {"PATH": os.environ.get("PATH", ""), **settings_env, "HDXRQ_API_WORKERS": "1"}
     process = subprocess.Popen(

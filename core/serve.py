@@ -68,7 +68,7 @@ def uwsgi_options(settings: Settings, host: str, port: int) -> list[str]:
         "--master",
         "--http-socket", f"{host}:{port}",
         "--add-header", "Connection: close",
-        "--module", "core.app:create_app()",
+        "--module", "core.app:create_prefork_app()",
         "--chdir", str(ROOT),
         "--need-app",
         "--single-interpreter",

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import gc
+
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from core.app import create_prefork_app
 from core.version import __version__
 from tests.fakes import FakeCkan, Reply
 
@@ -98,3 +102,18 @@ def test_dashboard_requires_the_admin_token(client: FlaskClient, admin_headers: 
     allowed = client.get("/monitor/", headers=admin_headers)
     assert allowed.status_code == 200
     assert b"RQ" in allowed.data
+
+
+def test_the_prefork_app_hides_what_it_built_from_the_garbage_collector(
+    settings_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What uWSGI's master builds before forking is frozen, so full collections in its processes skip it."""
+    for name, value in settings_env.items():
+        monkeypatch.setenv(name, value)
+    gc.unfreeze()
+    try:
+        app = create_prefork_app()
+        assert app.url_map.bind("localhost").match("/api/send-analytics", method="POST")
+        assert gc.get_freeze_count() > 10_000  # the app, its modules' objects and everything else alive
+    finally:
+        gc.unfreeze()

@@ -6,7 +6,7 @@ import gc
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
@@ -48,7 +48,36 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     metrics.init_app(app, runtime)
     openapi.init_app(app)
     _register_error_handlers(app)
+    app.after_request(_drain_unread_body)
     return app
+
+
+OVERSIZE_DRAIN_FACTOR = 4
+"""A body over ``HDXRQ_MAX_REQUEST_MB`` but within this many times it is read and dropped after the refusal,
+so the client gets the answer; a larger one is not worth reading and its connection is dropped."""
+DRAIN_CHUNK = 1024 * 1024
+
+
+def _drain_unread_body(response: Response) -> Response:
+    """Read the rest of a body the view did not read (a 405, a 401, a 413...), so the client gets the
+    answer and the connection stays usable: the server drops a keep-alive connection with unread bytes
+    on it, and a client still sending sees a reset instead of the answer."""
+    length = request.content_length or 0
+    limit = current_app.config["MAX_CONTENT_LENGTH"] or 0
+    if not 0 < length <= limit * OVERSIZE_DRAIN_FACTOR:
+        return response
+    try:
+        if length <= limit:
+            stream = request.stream
+            if not getattr(stream, "is_exhausted", True):
+                stream.exhaust()  # type: ignore[attr-defined]
+        else:  # refused unread: werkzeug will not open the stream, so read the raw input
+            raw, left = request.environ["wsgi.input"], length
+            while left > 0 and (chunk := raw.read(min(left, DRAIN_CHUNK))):
+                left -= len(chunk)
+    except Exception:  # the client went away: nothing to keep alive
+        log.debug("could not drain an unread request body", exc_info=True)
+    return response
 
 
 def create_prefork_app() -> Flask:

@@ -57,24 +57,25 @@ def fresh_metrics_dir(port: int) -> Path:
 def uwsgi_options(settings: Settings, host: str, port: int) -> list[str]:
     """uWSGI's command line for the API (no secrets: the app reads its settings from the environment).
 
-    Single-threaded worker processes by default: a request never waits for another request's thread to
-    release the GIL, which is what decides the tail latency of a millisecond endpoint (docs/analyticsapi.md).
-    Each connection carries one request (``Connection: close``): a worker never sits on an idle
-    keep-alive connection. Put a reverse proxy in front for keep-alive, TLS and slow clients.
+    uWSGI's HTTP router (an event loop in C) holds the client connections, keep-alive and slow ones
+    included, and hands complete requests to single-threaded worker processes: a request never waits for
+    another request's thread to release the GIL, which is what decides the tail latency of a millisecond
+    endpoint (docs/analyticsapi.md).
     """
     grace = str(max(1, round(settings.shutdown_grace_sec)))
     options = [
         "--strict",
         "--master",
-        "--http-socket", f"{host}:{port}",
-        "--add-header", "Connection: close",
+        "--http", f"{host}:{port}",
+        "--http-keepalive",
+        "--http-auto-chunked",  # a streamed answer keeps the connection alive too
+        "--http-timeout", str(ROUTER_TIMEOUT_SEC),
         "--module", "core.app:create_prefork_app()",
         "--chdir", str(ROOT),
         "--need-app",
         "--single-interpreter",
         "--enable-threads",
         *process_pool_options(settings),
-        "--thunder-lock",
         "--listen", str(listen_backlog()),
         "--buffer-size", "65535",  # request line + headers: long query strings, many headers
         "--die-on-term",
@@ -114,6 +115,9 @@ def process_pool_options(settings: Settings) -> list[str]:
         "--cheaper-step", "2",
     ]  # fmt: skip
 
+
+ROUTER_TIMEOUT_SEC = 300
+"""How long the router waits on a client or a worker: above the job API's longest ``Prefer: wait`` (120 s)."""
 
 UWSGI_NOISE = r"running as root|use the --uid flag"
 """Start-up lines uWSGI repeats for every process that say nothing an operator can act on here."""

@@ -101,8 +101,8 @@ def process_pool_options(settings: Settings) -> list[str]:
 
     A process holds a request until it is answered, including a job API request that waits for its job
     (``Prefer: wait``, up to two minutes): uWSGI's "spare" algorithm adds processes when all have been busy
-    for a second and stops the extra ones once they idle, so a few such requests cannot hold CKAN's
-    notifications for longer than that.
+    for a second (it checks once a second: about 3 s in all, measured) and stops the extra ones once they
+    idle, so a few such requests cannot hold CKAN's notifications for the length of their wait.
     """
     if settings.api_max_workers <= settings.api_workers:
         return ["--processes", str(settings.api_workers)]

@@ -136,7 +136,7 @@ def test_sigterm_lets_in_flight_requests_finish(settings_env: dict[str, str], ru
 def test_a_body_the_view_did_not_read_leaves_the_next_request_unharmed(settings_env: dict[str, str]) -> None:
     """A keep-alive client (httpx) posts bodies no view reads (405) and then asks again."""
     port = free_port()
-    env = {**settings_env, "HDXRQ_API_WORKERS": "1", "HDXRQ_API_MAX_WORKERS": "1"}
+    env = {**settings_env, "HDXRQ_API_WORKERS": "1", "HDXRQ_API_MAX_WORKERS": "3"}
     with hdxrq(env, "serve", "--port", str(port)) as server, httpx.Client(timeout=30) as client:
         assert server.stderr is not None
         read_until(server.stderr, "spawned uWSGI worker")
@@ -145,3 +145,28 @@ def test_a_body_the_view_did_not_read_leaves_the_next_request_unharmed(settings_
             unread = client.post(f"{base}/version", content=b"x" * size)
             assert unread.status_code == 405 and "error_type" in unread.json()
             assert client.get(f"{base}/version").status_code == 200
+
+
+def test_a_request_held_by_a_job_wait_does_not_hold_the_api(settings_env: dict[str, str], runtime: Runtime) -> None:
+    """One process, busy with a ``Prefer: wait`` request (no worker runs): uWSGI starts another for CKAN."""
+    port = free_port()
+    env = {**settings_env, "HDXRQ_API_WORKERS": "1", "HDXRQ_API_MAX_WORKERS": "3"}
+    body = {"inputs": {"username": "u", "new_dataset_dict": {"type": "dataset", "name": "n"}}}
+
+    def held() -> None:
+        url = f"http://127.0.0.1:{port}/processes/change-detection/execution"
+        try:
+            httpx.post(url, json=body, headers={"Prefer": "wait=120"}, timeout=150)
+        except httpx.HTTPError:
+            pass  # cut off when the test stops the server
+
+    with hdxrq(env, "serve", "--port", str(port)) as server:
+        assert server.stderr is not None
+        read_until(server.stderr, "spawned uWSGI worker")
+        client = threading.Thread(target=held)
+        client.start()
+        wait_until(lambda: queue("event_q", runtime.redis).count == 1, what="the held request to be in flight")
+        # With one process only, this would wait the held request's two minutes and time out.
+        assert httpx.get(f"http://127.0.0.1:{port}/version", timeout=30).status_code == 200
+        assert client.is_alive()
+    client.join(timeout=30)

@@ -105,8 +105,8 @@ def test_no_endpoint_breaks_on_malformed_bodies(served: tuple[Proc, str]) -> Non
 
 
 def test_oversize_bodies_are_refused_in_each_contract_shape(served: tuple[Proc, str]) -> None:
-    """A body over ``HDXRQ_MAX_REQUEST_MB`` is refused unread and that connection is closed, so each
-    request here uses its own (as CKAN's clients do)."""
+    """A body over ``HDXRQ_MAX_REQUEST_MB`` is refused before it is read (the app drops it after answering);
+    each request here uses a connection of its own, as CKAN's clients do."""
     api, base = served
     big = b'{"username": "' + b"x" * (OVERSIZE_MB * 1024 * 1024) + b'"}'
 

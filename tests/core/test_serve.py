@@ -11,6 +11,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO
 
 import httpx
@@ -80,9 +81,60 @@ def test_serve_runs_the_api_under_uwsgi(settings_env: dict[str, str]) -> None:
                 while b"}" not in answer:
                     answer += sock.recv(4096)
                 assert answer.startswith(b"HTTP/1.1 200") and b'"version"' in answer
+        # The router reaches the worker processes over a Unix socket: the only TCP port is the API's.
+        group = process_group(server.pid)
+        assert tcp_listening_ports(group) == {port}
+        assert f"@hdxrq-api-{port}-{server.pid}" in {name.rstrip("@") for name in unix_socket_names(group)}
 
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
+
+
+def process_group(leader: int) -> set[int]:
+    """The pids of the process group ``leader`` leads (uWSGI's master, router and workers)."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) == leader:
+                    pids.add(int(entry))
+            except ProcessLookupError:
+                continue
+    return pids
+
+
+def _socket_inodes(pids: set[int]) -> set[str]:
+    inodes = set()
+    for pid in pids:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def tcp_listening_ports(pids: set[int]) -> set[int]:
+    """TCP ports (IPv4 and IPv6) the processes listen on."""
+    inodes = _socket_inodes(pids)
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def unix_socket_names(pids: set[int]) -> set[str]:
+    """Names of the Unix sockets the processes hold (abstract ones start with ``@``; the kernel's table
+    also shows a NUL byte in a name as ``@``)."""
+    inodes = _socket_inodes(pids)
+    names = set()
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 7 and fields[6] in inodes:
+            names.add(fields[7])
+    return names
 
 
 def test_run_starts_api_and_workers_and_ctrl_c_stops_them_all(settings_env: dict[str, str], runtime: Runtime) -> None:

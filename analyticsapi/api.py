@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
@@ -30,12 +30,34 @@ bp = Blueprint("analyticsapi", __name__)
 @bp.post("/api/send-analytics")
 @notification_endpoint
 def send_analytics() -> tuple[Response, int]:
-    """Validate the event, buffer it in one Redis round trip and answer; delivery happens in the workers."""
+    """Validate the event, buffer it in one Redis round trip and answer; delivery happens in the workers.
+
+    Most requests never get here: :mod:`analyticsapi.express` answers the usual ones before Flask, with
+    :func:`accept` as well. This view answers the rest (a body too large, not JSON, a refused client).
+    """
     runtime: Runtime = current_app.extensions["hdx"]
     try:
         payload = request.get_json(silent=True)
+        answer = accept(payload, runtime)
     except RequestEntityTooLarge:
-        return _failure(f"The request body is larger than {runtime.settings.max_request_mb} MB", 413)
+        answer = _failure(f"The request body is larger than {runtime.settings.max_request_mb} MB", 413)
+    response = jsonify(answer.body)
+    if answer.request_drain:
+        response.call_on_close(lambda: enqueue_drain(runtime))
+    return response, answer.status
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What send-analytics answers: HTTP status, JSON body, and whether to enqueue a drain afterwards."""
+
+    status: int
+    body: dict[str, Any]
+    request_drain: bool = False
+
+
+def accept(payload: Any, runtime: Runtime) -> Answer:
+    """Validate a parsed body (None when it was not JSON) and buffer its event: the endpoint's whole job."""
     try:
         event = _deliverable(parse_event(payload), runtime)
         must_request_drain = buffer.append(runtime.redis, event) if event.mixpanel or event.ga4 else False
@@ -45,10 +67,7 @@ def send_analytics() -> tuple[Response, int]:
         log.error("analytics event not buffered: %s", type(error).__name__)
         unavailable = AnalyticsBufferUnavailable()
         return _failure(unavailable.message, unavailable.http_status)
-    response = jsonify(success=True)
-    if must_request_drain:
-        response.call_on_close(lambda: _enqueue_drain(runtime))
-    return response, 200
+    return Answer(200, {"success": True}, must_request_drain)
 
 
 def _deliverable(event: AnalyticsEvent, runtime: Runtime) -> AnalyticsEvent:
@@ -60,11 +79,11 @@ def _deliverable(event: AnalyticsEvent, runtime: Runtime) -> AnalyticsEvent:
     return event
 
 
-def _failure(message: str, status: int) -> tuple[Response, int]:
-    return jsonify(success=False, error=message), status
+def _failure(message: str, status: int) -> Answer:
+    return Answer(status, {"success": False, "error": message})
 
 
-def _enqueue_drain(runtime: Runtime) -> None:
+def enqueue_drain(runtime: Runtime) -> None:
     """Runs after the response went out; a failure here only delays delivery until the flag expires."""
     try:
         trigger.enqueue_drain(runtime.redis, runtime.settings)
@@ -78,7 +97,10 @@ def _buffer_check(runtime: Runtime) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Register the analytics buffer check and metrics."""
+    """Register the express lane, the analytics buffer check and metrics."""
+    from .express import install
+
+    install(app)
     register_metric_source(app, buffer_metrics)
     register_check(
         app,

@@ -40,15 +40,20 @@ def check_admin() -> None:
 
 def check_allowed_network() -> None:
     """Raise :class:`Forbidden` when allowed networks are set and the client is outside them."""
-    networks = _settings().allowed_networks
-    if not networks:
-        return
-    try:
-        client = ipaddress.ip_address(request.remote_addr or "")
-    except ValueError:
-        raise Forbidden() from None
-    if not any(client in ipaddress.ip_network(net, strict=False) for net in networks):
+    if not client_allowed(_settings(), request.remote_addr):
         raise Forbidden()
+
+
+def client_allowed(settings: Settings, remote_addr: str | None) -> bool:
+    """Whether a client at ``remote_addr`` may call the endpoints CKAN calls (``HDXRQ_ALLOWED_NETWORKS``)."""
+    networks = settings.allowed_networks
+    if not networks:
+        return True
+    try:
+        client = ipaddress.ip_address(remote_addr or "")
+    except ValueError:
+        return False
+    return any(client in ipaddress.ip_network(net, strict=False) for net in networks)
 
 
 def admin_required(view: F) -> F:

@@ -1,0 +1,92 @@
+"""The express lane of ``POST /api/send-analytics``: the usual request answered before Flask's dispatch.
+
+CKAN posts an event for every download, login and API call, so this is the busiest endpoint by far, and
+its own work (validate, one Redis round trip) is smaller than Flask's per-request machinery around it
+(request context, URL matching, hooks, response object): measured under uWSGI at 500 requests/s, 1.37 ms
+of CPU per request through Flask, 0.93 ms through this lane (docs/analyticsapi.md).
+
+The lane takes a request only when nothing about it is unusual: ``POST`` to exactly that path, a JSON
+content type, a ``Content-Length`` within ``HDXRQ_MAX_REQUEST_MB``, a client ``HDXRQ_ALLOWED_NETWORKS``
+lets in. It parses the body with the app's JSON provider and answers with :func:`analyticsapi.api.accept`,
+the function the Flask view uses, so both give the same answers, errors included. Every other request
+(and its body, already read or not) goes on to Flask as if the lane were not there.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from core.auth import client_allowed
+from core.metrics import observe_request
+
+from .api import accept, enqueue_drain
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from core.runtime import Runtime
+
+PATH = "/api/send-analytics"
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def install(app: Flask) -> None:
+    """Put the lane in front of the app's WSGI callable."""
+    app.wsgi_app = ExpressLane(app, app.wsgi_app)  # type: ignore[method-assign]
+
+
+class ExpressLane:
+    """WSGI middleware: answers the usual send-analytics request itself, hands everything else to ``inner``."""
+
+    def __init__(self, app: Flask, inner: WSGIApp) -> None:
+        self.app = app
+        self.inner = inner
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+            return self.inner(environ, start_response)
+        started = time.perf_counter()
+        runtime: Runtime = self.app.extensions["hdx"]
+        length = _content_length(environ)
+        if not (
+            length is not None
+            and length <= runtime.settings.max_request_mb * 1024 * 1024
+            and _is_json(environ.get("CONTENT_TYPE", ""))
+            and client_allowed(runtime.settings, environ.get("REMOTE_ADDR"))
+        ):
+            return self.inner(environ, start_response)
+        body = environ["wsgi.input"].read(length) if length else b""
+        if len(body) != length:  # the client went away mid-body: Flask reports it as it always has
+            environ["wsgi.input"] = io.BytesIO(body)
+            return self.inner(environ, start_response)
+        answer = accept(self._parse(body), runtime)
+        response = self.app.json.response(answer.body)
+        response.status_code = answer.status
+        if answer.request_drain:
+            response.call_on_close(lambda: enqueue_drain(runtime))
+        observe_request(self.app, PATH, "POST", answer.status, time.perf_counter() - started)
+        return response(environ, start_response)
+
+    def _parse(self, body: bytes) -> Any:
+        """The body as ``request.get_json(silent=True)`` reads it: None when it is not JSON."""
+        try:
+            return self.app.json.loads(body)
+        except ValueError:  # invalid JSON or UTF-8, nested too deeply
+            return None
+
+
+def _content_length(environ: dict[str, Any]) -> int | None:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def _is_json(content_type: str) -> bool:
+    """Werkzeug's ``Request.is_json`` for a Content-Type header."""
+    mimetype = content_type.split(";", 1)[0].strip().lower()
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))

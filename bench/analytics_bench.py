@@ -192,7 +192,7 @@ def report_latency(runs: dict[str, list[dict[str, Any]]], title: str) -> float:
     print(f"  {title}:")
     for name, results in runs.items():
         for number, run in enumerate(results, 1):
-            print(f"    {name:24s} round {number}: {openloop.summary(run)}  API CPU {run['cpu_ms']:.2f} ms/request")
+            print(f"    {name:24s} round {number}: {openloop.summary(run)}  {openloop.machine_summary(run)}")
     p99 = float("nan")
     for name, results in runs.items():
         p50 = statistics.median(openloop.percentile(run["latency_ms"], 50) for run in results)

@@ -177,7 +177,7 @@ def report_latency(runs: dict[str, list[dict[str, Any]]], rate: float, seconds: 
     )
     for name, results in runs.items():
         for number, run in enumerate(results, 1):
-            print(f"  {name:27s} round {number}: {openloop.summary(run)}  API CPU {run['cpu_ms']:.2f} ms/request")
+            print(f"  {name:27s} round {number}: {openloop.summary(run)}  {openloop.machine_summary(run)}")
     medians = {name: _median_of(results) for name, results in runs.items()}
     for name, (p50, p99, cpu) in medians.items():
         print(f"  {name:27s} median of rounds: p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  API CPU {cpu:.2f} ms/request")

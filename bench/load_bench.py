@@ -105,6 +105,7 @@ class Load:
             for kind, share in MIX
         }
         report: dict[str, Any] = {"rate": rate, "seconds": seconds, "requests": 0, "errors": 0}
+        machine_before = openloop.machine_ticks()
         for kind, generator in generators.items():
             out, _ = generator.communicate(timeout=seconds + 120)
             result = json.loads(out)
@@ -120,6 +121,7 @@ class Load:
             }
             report["errors"] += errors
             self.accepted[kind] += len(values) - refused
+        report["steal_pct"] = round(openloop.steal_percent(machine_before, openloop.machine_ticks()), 1)
         return report
 
     def _command(self, kind: str, rate: float, seconds: float) -> list[str]:

@@ -337,15 +337,33 @@ def summary(result: dict[str, Any]) -> str:
     )
 
 
+def machine_summary(result: dict[str, Any]) -> str:
+    """The server's CPU per request and the machine's steal time during a :func:`measure` run."""
+    return f"API CPU {result['cpu_ms']:.2f} ms/request, steal {result['steal_pct']:.0f} %"
+
+
 def measure(server_pid: int, url: str, *, rate: float, seconds: float, **options: Any) -> dict[str, Any]:
     """:func:`run_in_subprocess` plus the server's CPU time per request (``cpu_ms``, the process tree of
     ``server_pid``); a run with a failed request stops the benchmark."""
-    cpu_before = tree_cpu_seconds(server_pid)
+    cpu_before, machine_before = tree_cpu_seconds(server_pid), machine_ticks()
     result = run_in_subprocess(url, rate=rate, seconds=seconds, **options)
     result["cpu_ms"] = (tree_cpu_seconds(server_pid) - cpu_before) * 1000 / max(1, len(result["latency_ms"]))
+    result["steal_pct"] = steal_percent(machine_before, machine_ticks())
     if result["errors"]:
         raise SystemExit(f"{url}: {len(result['errors'])} failed requests, e.g. {result['errors'][0]}")
     return result
+
+
+def machine_ticks() -> list[int]:
+    """The machine's CPU time counters (the ``cpu`` line of /proc/stat: user, nice, system, idle, ...)."""
+    return [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
+def steal_percent(before: list[int], after: list[int]) -> float:
+    """Share of the time between two :func:`machine_ticks` readings the hypervisor ran someone else on our
+    CPUs ("steal"): on a shared virtual machine, a latency tail's usual cause that no code here can change."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return 100.0 * spent[7] / max(1, sum(spent[:8]))
 
 
 def tree_cpu_seconds(pid: int) -> float:

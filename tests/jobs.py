@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from core import runtime
 
@@ -28,3 +29,10 @@ def wait_for_go(key: str, seconds: int) -> str:
     got = rt.redis.blpop([key], timeout=seconds)
     rt.redis.rpush(f"{key}:finished", "1" if got else "timed-out")
     return "went" if got else "timed-out"
+
+
+def record_parent(key: str) -> int:
+    """Push the pid of the process that runs the job's parent: tells a forked work horse from the worker."""
+    rt = runtime.current()
+    rt.redis.rpush(key, os.getppid())
+    return os.getppid()

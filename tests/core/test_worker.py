@@ -1,15 +1,21 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from rq import Retry
 from rq.job import Job
+from rq.registry import StartedJobRegistry
 
 from core.connections import SERIALIZER, queue
 from core.runtime import Runtime
 from core.settings import ALL_QUEUES
+from tests.conftest import HDXRQ_PY, ROOT
 
 RunCommand = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -25,6 +31,47 @@ def test_a_real_worker_drains_a_queued_job(runtime: Runtime, worker_process: Run
     # Every line logged inside the job carries its id.
     job_lines = [line for line in done.stderr.splitlines() if "recorded ran-in-worker" in line]
     assert job_lines and all(f"job={job.id}" in line for line in job_lines)
+
+
+def test_event_jobs_run_in_the_worker_process_and_the_others_in_a_work_horse(
+    runtime: Runtime, worker_process: RunCommand
+) -> None:
+    for name in ("event_q", "geo_q"):
+        queue(name, runtime.redis).enqueue("tests.jobs.record_parent", f"parent:{name}")
+
+    done = worker_process("worker", "--burst", "event_q", "geo_q")
+
+    assert done.returncode == 0, done.stderr
+    in_process = int(runtime.redis.lpop("parent:event_q"))
+    forked = int(runtime.redis.lpop("parent:geo_q"))
+    assert in_process == os.getpid()  # the job's parent is the worker's parent: this test
+    assert forked not in (os.getpid(), 0)  # the job's parent is the worker
+
+
+def test_an_event_job_killed_with_its_worker_is_run_again(runtime: Runtime, settings_env: dict[str, str]) -> None:
+    job = queue("event_q", runtime.redis).enqueue(
+        "tests.jobs.wait_for_go", "go", 60, retry=Retry(max=1), job_timeout=120
+    )
+    worker = subprocess.Popen(
+        [sys.executable, HDXRQ_PY, "worker", "event_q"],
+        env={"PATH": os.environ.get("PATH", ""), **settings_env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert runtime.redis.blpop(["go:started"], timeout=60) is not None
+    finally:
+        worker.kill()
+        worker.wait()
+    registry = StartedJobRegistry("event_q", connection=runtime.redis, serializer=SERIALIZER)
+    assert job.id in registry.get_job_ids(cleanup=False)
+    # Without a horse there is no heartbeat during the job: the entry lasts the job's timeout and a minute,
+    # then RQ's registry cleaning (every worker's maintenance) hands the abandoned job to its retry.
+    registry.cleanup(timestamp=time.time() + 119)
+    assert Job.fetch(job.id, connection=runtime.redis, serializer=SERIALIZER).get_status() == "started"
+    registry.cleanup(timestamp=time.time() + 181)
+    assert Job.fetch(job.id, connection=runtime.redis, serializer=SERIALIZER).get_status() in ("queued", "scheduled")
 
 
 def test_with_no_queue_named_a_worker_listens_on_all_five(runtime: Runtime, worker_process: RunCommand) -> None:
@@ -116,3 +163,14 @@ def test_a_job_naming_a_function_outside_the_project_is_refused(runtime: Runtime
     assert failed.get_status() == "failed"
     assert failed.meta["error_type"] == "forbidden-job-function"
     assert not Path("/tmp/hdxrq-pwned").exists()
+
+
+def test_error_codes_are_strings_whatever_the_exception_carries() -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from core.worker import error_type_of
+    from importapi.errors import ArchiveTooLarge
+
+    # redis-py's exceptions have an enum in ``error_type``: it must not reach the job's JSON meta
+    assert error_type_of(RedisConnectionError("refused")) == "ConnectionError"
+    assert error_type_of(ArchiveTooLarge("too big")) == "archive-too-large"

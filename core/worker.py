@@ -4,7 +4,6 @@ It is RQ's forking worker (a crashing job cannot take the worker down) plus the 
 
 * jobs of :data:`IN_PROCESS_QUEUES` run in the worker process itself, as RQ's ``SimpleWorker`` runs
   every job: they are short, frequent and pure Python, and a fork cost more than their work;
-
 * the process runtime is built from the settings, and each slice's start-up hooks run once (for example,
   sweeping temporary directories left by a killed worker);
 * every ended job is counted, with its duration and error code, in the cluster metrics (core.metrics);
@@ -57,7 +56,8 @@ IN_PROCESS_QUEUES = frozenset({"event_q"})
 horse for it cost 35-45 ms more (of CPU, on the machine the API shares), a third of the worker's
 throughput. The job is safe to run twice, so a worker killed in the middle of one loses nothing: RQ puts
 the abandoned job back (see :mod:`core.orphans`). Imports, deliveries and fs checks keep their horse:
-they are long, call outside programs or services, and are worth isolating."""
+they are long, call outside programs or services, and are worth isolating. A stop request lets an
+in-process job finish (it is bounded by its own timeout, enforced with SIGALRM as in a work horse)."""
 
 KILL_AFTER_TERM_SEC = 5.0
 MAINTENANCE_INTERVAL_SEC = 120

@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import openloop  # noqa: E402
+from bench.common import claim_redis_db, free_port, release_redis_db  # noqa: E402
 from core.connections import queue  # noqa: E402
 from core.procs import descendants  # noqa: E402
 from tests.fakes import FakeMixpanel  # noqa: E402
@@ -68,21 +68,6 @@ def old_way_send(token: str, distinct_id: str, event_name: str, properties: dict
     Mixpanel(token, consumer=Consumer(events_url=api_url + "/track", retry_limit=0)).track(
         distinct_id, event_name, properties
     )
-
-
-def claim_redis_db() -> int:
-    admin = Redis(host=REDIS_HOST, port=REDIS_PORT, db=0)
-    for db in range(16, 128):
-        if admin.set(f"hdxrq:test-db-lock:{db}", os.getpid(), nx=True, ex=3600):
-            Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).flushdb()
-            return db
-    raise SystemExit("no free Redis database")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def payload(number: int) -> dict[str, Any]:
@@ -266,7 +251,7 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true", help="latency runs only")
     args = parser.parse_args()
 
-    db = claim_redis_db()
+    db = claim_redis_db(Redis(host=REDIS_HOST, port=REDIS_PORT, db=0))
     redis = Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
     fake = FakeMixpanel()
     delivered = DeliveredCounter(fake)
@@ -301,8 +286,7 @@ def main() -> None:
         for process in (server, *workers):
             process.wait(timeout=30)
         fake.close()
-        redis.flushdb()
-        Redis(host=REDIS_HOST, port=REDIS_PORT, db=0).delete(f"hdxrq:test-db-lock:{db}")
+        release_redis_db(Redis(host=REDIS_HOST, port=REDIS_PORT, db=0), db)
 
 
 def throughput(

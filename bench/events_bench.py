@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import openloop  # noqa: E402
+from bench.common import claim_redis_db, free_port, release_redis_db  # noqa: E402
 from eventsapi import display  # noqa: E402
 from eventsapi.detect import detect_events  # noqa: E402
 from eventsapi.intake import REQUEST_KEY_PREFIX  # noqa: E402
@@ -67,19 +67,6 @@ def big_body() -> bytes:
             body[side]["resources"].append(clone)
         copies += 1
     return json.dumps(body).encode()
-
-
-def claim_redis_db(admin: Redis) -> int:
-    for db in range(16, 128):
-        if admin.set(f"hdxrq:test-db-lock:{db}", os.getpid(), nx=True, ex=3600):
-            return db
-    raise SystemExit("no free Redis database")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until_up(url: str, timeout: float = 30.0) -> None:
@@ -163,8 +150,7 @@ def endpoint_latency(rate: float, seconds: float, rounds: int) -> None:
         server.terminate()
         server.wait(timeout=30)
         for db in dbs:
-            Redis(host="127.0.0.1", port=6379, db=db).flushdb()
-            admin.delete(f"hdxrq:test-db-lock:{db}")
+            release_redis_db(admin, db)
     report_latency(runs, rate, seconds, len(body), janitor.dropped)
 
 

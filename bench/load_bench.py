@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import openloop  # noqa: E402
+from bench.common import claim_redis_db, free_port, release_redis_db  # noqa: E402
 from tests.fakes import FakeCkan, FakeMixpanel, FakeService, Reply  # noqa: E402
 
 EVENT_EXAMPLES = ROOT / "tests" / "eventsapi" / "samples"  # copies of shared/examples
@@ -52,22 +53,6 @@ TARGET_P99_MS = {"create-change-events": 20.0, "send-analytics": 5.0, "add-layer
 MIX = (("create-change-events", 0.20), ("send-analytics", 0.75), ("add-layer", 0.05))
 BODY_KB = 500
 REDIS_DB_RANGE = range(100, 128)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def claim_redis_db(admin: Redis) -> int:
-    for db in REDIS_DB_RANGE:
-        if admin.set(f"hdxrq:test-db-lock:{db}", f"bench-{os.getpid()}", nx=True, ex=3600):
-            Redis(db=db).flushdb()
-            return db
-    raise SystemExit("no free Redis db")
 
 
 def change_body() -> bytes:
@@ -229,7 +214,7 @@ def main() -> None:
     args = parser.parse_args()
 
     admin = Redis(db=0)
-    db, stream_db = claim_redis_db(admin), claim_redis_db(admin)
+    db, stream_db = claim_redis_db(admin, REDIS_DB_RANGE), claim_redis_db(admin, REDIS_DB_RANGE)
     pg_db = f"hdxrq_bench_{uuid.uuid4().hex[:8]}"
     pg = {"host": "127.0.0.1", "user": "gis", "password": os.environ.get("HDX_GISDB_PASS", "gis")}
     with psycopg.connect(dbname="postgres", autocommit=True, **pg) as conn:
@@ -281,8 +266,7 @@ def main() -> None:
     finally:
         stop_services(processes)
         for claimed in (db, stream_db):
-            Redis(db=claimed).flushdb()
-            admin.delete(f"hdxrq:test-db-lock:{claimed}")
+            release_redis_db(admin, claimed)
         with psycopg.connect(dbname="postgres", autocommit=True, **pg) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
         print(f"logs in {logs}")

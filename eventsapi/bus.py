@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ResponseError, WatchError
+from rq.utils import as_text
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -56,7 +57,7 @@ def publish_events(
                     pipe.xadd(stream, encode_entry(event), maxlen=maxlen, approximate=True)
                 pipe.set(marker, len(events), ex=marker_ttl)
                 results = pipe.execute()
-                return [_text(entry_id) for entry_id in results[: len(events)]]
+                return [as_text(entry_id) for entry_id in results[: len(events)]]
             except WatchError:
                 continue  # another attempt wrote the marker meanwhile: check it again
 
@@ -84,8 +85,8 @@ class Entry:
 
 def decode_entry(entry_id: Any, fields: dict[Any, Any]) -> Entry:
     """An :class:`Entry` from what redis-py returns for one stream entry."""
-    decoded = {_text(key): _text(value) for key, value in fields.items()}
-    return Entry(_text(entry_id), decoded.get("event_type", ""), decoded.get("body", ""))
+    decoded = {as_text(key): as_text(value) for key, value in fields.items()}
+    return Entry(as_text(entry_id), decoded.get("event_type", ""), decoded.get("body", ""))
 
 
 class GroupConsumer:
@@ -114,7 +115,7 @@ class GroupConsumer:
             )
             next_start, entries = reply[0], reply[1]
             claimed += [decode_entry(entry_id, fields) for entry_id, fields in entries if fields is not None]
-            start = _text(next_start)
+            start = as_text(next_start)
             if start == "0-0" or len(claimed) >= count:
                 return claimed
 
@@ -147,8 +148,4 @@ class GroupConsumer:
             pipe.xadd(self.stream + DEAD_LETTER_SUFFIX, fields)
             pipe.xack(self.stream, self.group, entry.id)
             dead_id, _acked = pipe.execute()
-        return _text(dead_id)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        return as_text(dead_id)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from redis.exceptions import ResponseError
+from rq.utils import as_text
 
 from core.metrics import pending_jobs_source
 
@@ -35,11 +36,7 @@ def stream_metrics(runtime: Runtime) -> Iterable[Metric]:
     except ResponseError:  # no stream yet
         groups = []
     for group in groups:
-        group_name = _text(group["name"])
+        group_name = as_text(group["name"])
         lag.add_metric([group_name], group.get("lag") or 0)
         pending.add_metric([group_name], group.get("pending") or 0)
     yield from (length, lag, pending)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -12,6 +12,7 @@ database cloned from the ``hdxrq_template`` database that ``./dev.sh`` prepares.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -35,6 +36,14 @@ from tests.fakes import FakeCkan
 
 ROOT = Path(__file__).resolve().parent.parent
 HDXRQ_PY = str(ROOT / "hdxrq.py")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
 
 REDIS_HOST = os.environ.get("HDX_REDIS_ADDR", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("HDX_REDIS_PORT", "6379"))

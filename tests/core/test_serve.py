@@ -19,14 +19,8 @@ from rq import Worker
 
 from core.connections import SERIALIZER, queue
 from core.runtime import Runtime
-from tests.conftest import HDXRQ_PY, ROOT
+from tests.conftest import HDXRQ_PY, ROOT, free_port
 from tests.waiting import wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def read_until(stream: IO[str], *needles: str, limit: int = 2000) -> list[str]:

@@ -15,7 +15,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from core import orphans, procs
 from core.connections import SERIALIZER, queue
 from core.procs import descendants
 from core.settings import ALL_QUEUES
-from tests.conftest import HDXRQ_PY, ROOT
+from tests.conftest import HDXRQ_PY, ROOT, free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 HEARTBEAT_MARGIN_SEC = 60
@@ -55,12 +54,6 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str, inter
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # --- real processes ---

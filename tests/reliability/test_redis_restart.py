@@ -27,10 +27,11 @@ from rq.job import Job
 from analyticsapi import buffer
 from core import orphans
 from core.connections import SERIALIZER
+from tests.conftest import free_port
 from tests.fakes import FakeCkan, FakeMixpanel, FakeService, Reply
 
 from . import hostile
-from .conftest import Proc, RedisServer, advance_rq_clock, free_port, wait_until
+from .conftest import Proc, RedisServer, advance_rq_clock, wait_until
 from .events import change_request, expected_entries, stream_entries
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "analyticsapi" / "samples"  # copies of shared/examples

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import HDXRQ_PY, ROOT
+from tests.conftest import HDXRQ_PY, ROOT, free_port
 from tests.tiles.browser import Chromium
 
 pytestmark = pytest.mark.browser
@@ -42,12 +41,6 @@ new Promise((resolve, reject) => {
   })();
 })
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

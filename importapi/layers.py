@@ -82,12 +82,14 @@ def finalize_and_swap(
     logged: bool,
     still_current: Callable[[], bool] | None = None,
     removed: int | None = None,
+    map_types: bool = False,
     open_reader: Callable[[], psycopg.Connection] | None = None,
 ) -> tuple[int, LayerMetadata]:
     """Clean, index and analyse the staging table, then make it ``public.<layer_id>``: one transaction.
 
     ``logged`` turns an UNLOGGED staging table into a logged one. ``removed``, when given, is the number
-    of out-of-range features the loader already left out (no DELETE pass). ``open_reader``, when given,
+    of out-of-range features the loader already left out (no DELETE pass). ``map_types``: the loader gave
+    every attribute a type of :data:`MAP_TYPES` already (no catalog query). ``open_reader``, when given,
     opens a second connection that measures the extent and row count while this one builds the spatial
     index (only when nothing in the transaction needs an exclusive lock before the swap: such a lock would
     keep the reader waiting until the transaction ends).
@@ -102,7 +104,8 @@ def finalize_and_swap(
         unchanged = removed is not None
         if removed is None:
             removed = _remove_out_of_range(conn, table)
-        unchanged = not _convert_columns_for_map(conn, staging) and unchanged
+        if not map_types:
+            unchanged = not _convert_columns_for_map(conn, staging) and unchanged
         if logged:
             conn.execute(sql.SQL("ALTER TABLE {} SET LOGGED").format(table))
         concurrent = open_reader is not None and unchanged and not logged

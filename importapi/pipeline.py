@@ -236,6 +236,7 @@ def _fast_geojson(
         return {
             "logged": settings.layer_tables_logged and not FAST_PATH_LOGGED_LOAD,
             "removed": outcome.removed,
+            "map_types": True,  # the fast path creates character varying, integer and numeric columns only
         }
 
     try:

@@ -19,6 +19,7 @@ from psycopg import sql
 
 from core.postgis import connect
 from core.settings import Settings
+from importapi import geojson as geojson_module
 from importapi import layers
 from importapi.geojson import BATCH_BYTES, _decode
 from importapi.pipeline import run_import
@@ -290,3 +291,8 @@ def test_swap_reads_extent_beside_the_index_build_or_after_it(
     assert pg.execute("SELECT to_regclass(%s) IS NULL", (f"{layers.STAGING_SCHEMA}.{staging}",)).fetchone() == (True,)
     indexes = pg.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'pre_reader' ORDER BY 1").fetchall()
     assert indexes == [("pre_reader_pkey",), ("pre_reader_wkb_geometry_geom_idx",)]
+
+
+def test_fast_path_columns_need_no_conversion_for_the_map() -> None:
+    """The swap skips the map-type conversion for fast loads (``map_types=True``): it must have nothing to do."""
+    assert set(geojson_module._KIND_SQL.values()) <= set(layers.MAP_TYPES)

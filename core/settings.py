@@ -125,6 +125,7 @@ class Settings(BaseModel):
     archive_max_ratio: int = Field(200, validation_alias=env("HDXRQ_ARCHIVE_MAX_RATIO"), ge=1)
     layer_tables_logged: bool = Field(True, validation_alias=env("HDXRQ_LAYER_TABLES_LOGGED"))
     import_geojson_fast_path: bool = Field(True, validation_alias=env("HDXRQ_IMPORT_GEOJSON_FAST_PATH"))
+    import_geometry_workers: bool = Field(True, validation_alias=env("HDXRQ_IMPORT_GEOMETRY_WORKERS"))
 
     # --- Analytics ---
     mixpanel_api_url: str = Field("https://api.mixpanel.com", validation_alias=env("MIXPANEL_API_URL"))

@@ -5,9 +5,10 @@ JSON parser, and ogr2ogr then reprojects, promotes and formats every feature: se
 the ``COPY`` itself. Most files CKAN users upload are the simple case, and for it this module does the
 same job in one pass:
 
-* features are parsed in batches of about 2 MB with orjson, so memory stays flat on large files;
-* geometries become multi-type EWKB with SRID 4326 (the same types ``-nlt PROMOTE_TO_MULTI`` gives, XY
-  only, like ``-dim XY``), and features with coordinates outside ±180/±90 are counted and left out;
+* features are read in batches of about 2 MB, so memory stays flat on large files;
+* :mod:`importapi.ewkb` makes each batch's geometries multi-type EWKB with SRID 4326 and leaves out
+  features with coordinates outside ±180/±90, in worker processes where the machine has more CPUs, while
+  this process decodes the next batches' properties and feeds ``COPY``;
 * properties get the column names and types the ogr2ogr path ends with (GDAL's PostgreSQL name
   laundering; ``integer``, ``numeric`` for floats and 64-bit integers, ``character varying`` for text and
   booleans), widened in place when a later feature needs it.
@@ -23,18 +24,17 @@ from __future__ import annotations
 import functools
 import gc
 import operator
+import os
 import re
-import struct
-import sys
 import threading
 import time
 import weakref
-from array import array
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain, compress, repeat
+from itertools import compress, repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import msgspec
 import orjson
@@ -42,12 +42,14 @@ import psycopg
 from psycopg import sql
 
 from .errors import ImportTimeout
+from .ewkb import NULL, SRID, Encoders, GeometryBatch, NotSimple
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+__all__ = ["BATCH_BYTES", "FastLoad", "NotSimple", "launder", "load"]
 
 BATCH_BYTES = 2 << 20
-"""Bytes of features parsed per orjson call."""
+"""Bytes of features decoded per call."""
+MAX_GEOMETRY_WORKERS = 4
+"""Geometry worker processes at most (one per CPU beyond this process's own, see :func:`load`)."""
 _MAX_BUFFER = 64 << 20
 """A single feature larger than this goes to GDAL (its reader streams inside features)."""
 _FEATURES_KEY = re.compile(rb'"features"\s*:\s*\[')
@@ -67,24 +69,6 @@ _WGS84_NAMES = {
 _RESERVED = {"ogc_fid", "wkb_geometry"}
 _MAX_IDENTIFIER_BYTES = 63
 _INT32 = (-(2**31), 2**31 - 1)
-_SRID = 4326
-_EWKB_SRID_FLAG = 0x20000000
-_FAMILIES = {
-    "Point": ("MultiPoint", False),
-    "MultiPoint": ("MultiPoint", True),
-    "LineString": ("MultiLineString", False),
-    "MultiLineString": ("MultiLineString", True),
-    "Polygon": ("MultiPolygon", False),
-    "MultiPolygon": ("MultiPolygon", True),
-}
-_WKB_TYPES = {"MultiPoint": 4, "MultiLineString": 5, "MultiPolygon": 6}
-_ONE_POINT = struct.Struct("<BIIIBIdd")
-_HEAD = struct.Struct("<BIII")
-_PART_HEAD = struct.Struct("<BII")
-_LINE_HEAD = struct.Struct("<BI")
-_COUNT = struct.Struct("<I")
-_POINT = struct.Struct("<BIdd")
-_MULTIPOINT_EWKB = _EWKB_SRID_FLAG | 4
 
 # Column kinds: "null" (no value yet) becomes any other; integer < numeric < text widen in that order;
 # "boolean" stands apart (mixed with anything else, GDAL decides).
@@ -96,16 +80,15 @@ _KIND_SQL = {
     "boolean": "character varying",
 }
 _WIDENING = ("integer", "numeric", "text")
-_NULL = "\\N"
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 # --- typed decoding ---------------------------------------------------------------------------------------
-# The usual batch is decoded by msgspec straight into these classes: it checks the structure in C and builds
-# fewer objects than general JSON decoding (the parse is most of the load's Python time). A batch they do
-# not describe (a GeometryCollection, a string id, nested properties, booleans as coordinates...) fails
-# validation and is decoded by orjson into plain objects, which the general checks then judge, so both
-# routes accept and reject exactly the same files.
+# The usual batch's properties are decoded by msgspec straight into these classes (geometries are skipped:
+# the geometry workers decode them): it checks the structure in C and builds fewer objects than general
+# JSON decoding. A batch they do not describe (a string id, nested properties...) fails validation and is
+# decoded by orjson into plain objects, which the general checks then judge, so both routes accept and
+# reject exactly the same files.
 
 # Integers orjson keeps as integers (beyond 64 bits it makes floats); msgspec bounds stop at int64, so the
 # rare batch with an integer between 2**63 and 2**64 takes the orjson route
@@ -113,36 +96,8 @@ _Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 _Value = str | _Int | float | bool | None
 
 
-class _Point(msgspec.Struct, tag="Point", tag_field="type"):
-    coordinates: list[float]
-
-
-class _MultiPoint(msgspec.Struct, tag="MultiPoint", tag_field="type"):
-    coordinates: list[list[float]]
-
-
-class _LineString(msgspec.Struct, tag="LineString", tag_field="type"):
-    coordinates: list[list[float]]
-
-
-class _MultiLineString(msgspec.Struct, tag="MultiLineString", tag_field="type"):
-    coordinates: list[list[list[float]]]
-
-
-class _Polygon(msgspec.Struct, tag="Polygon", tag_field="type"):
-    coordinates: list[list[list[float]]]
-
-
-class _MultiPolygon(msgspec.Struct, tag="MultiPolygon", tag_field="type"):
-    coordinates: list[list[list[list[float]]]]
-
-
-_Geometry = _Point | _MultiPoint | _LineString | _MultiLineString | _Polygon | _MultiPolygon
-
-
 class _Feature(msgspec.Struct, tag="Feature", tag_field="type"):
     properties: dict[str, _Value] | None = None
-    geometry: _Geometry | None = None
     id: _Int | float | None = None
 
 
@@ -178,13 +133,6 @@ def _known_keys_decoder(keys: tuple[str, ...]) -> msgspec.json.Decoder:
     return msgspec.json.Decoder(list[feature])
 
 
-_TYPED_KINDS = {cls: cls.__struct_config__.tag for cls in _Geometry.__args__}
-
-
-class NotSimple(Exception):
-    """The file needs GDAL's general reader; the message says why (for the log)."""
-
-
 @dataclass
 class FastLoad:
     """What the fast path loaded into the staging table."""
@@ -210,21 +158,26 @@ def load(
     *,
     logged: bool,
     deadline: float,
+    geometry_workers: bool = True,
     on_progress: Callable[[float], None] | None = None,
 ) -> FastLoad:
     """Create ``table`` and COPY the features of the GeoJSON file at ``path`` into it.
 
-    ``conn`` must be in autocommit mode; ``deadline`` is a ``time.monotonic()`` value. Raises
-    :class:`NotSimple` when the file needs GDAL (the caller drops the table and falls back) and
-    :class:`ImportTimeout` past the deadline.
+    ``conn`` must be in autocommit mode; ``deadline`` is a ``time.monotonic()`` value. With
+    ``geometry_workers``, geometries are encoded in worker processes: as many as this process may use
+    CPUs, up to :data:`MAX_GEOMETRY_WORKERS`, none on a single CPU. Raises :class:`NotSimple` when the file
+    needs GDAL (the caller drops the table and falls back) and :class:`ImportTimeout` past the deadline.
     """
     size = max(path.stat().st_size, 1)
-    # orjson allocates millions of container objects per batch; the cyclic collector would scan them all
-    # again and again (half the parse time) although none is in a cycle. Plain refcounting frees them.
+    workers = min(len(os.sched_getaffinity(0)), MAX_GEOMETRY_WORKERS) if geometry_workers else 0
+    # The decoders allocate millions of container objects per batch; the cyclic collector would scan them
+    # all again and again (half the parse time) although none is in a cycle. Plain refcounting frees them.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load(path, conn, table, size, logged=logged, deadline=deadline, on_progress=on_progress)
+        # The workers are forked before this process starts a thread of its own (the warm-up)
+        with Encoders(path, workers if workers > 1 else 0) as encoders:
+            return _load(path, encoders, conn, table, size, logged=logged, deadline=deadline, on_progress=on_progress)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -232,6 +185,7 @@ def load(
 
 def _load(
     path: Path,
+    encoders: Encoders,
     conn: psycopg.Connection,
     table: sql.Composable,
     size: int,
@@ -242,16 +196,21 @@ def _load(
 ) -> FastLoad:
     with path.open("rb") as handle:
         columns: dict[str, str] = {}
-        header, batches = _read_collection(handle, columns)
-        result = FastLoad(layer_name=_layer_name(header, path), columns=columns)
+        reader = _Reader(handle, columns)
+        result = FastLoad(layer_name=_layer_name(reader.header, path), columns=columns)
         writer = _TableWriter(conn, table, logged=logged, result=result, warming=_warm_up(conn))
+        # Batches wait here, decoded, for their geometries: enough of them that no worker is ever idle
+        waiting: deque[tuple[list[Any], int]] = deque()
         try:
-            for batch in batches:
+            for features, end in reader.batches():
                 if time.monotonic() > deadline:
                     raise ImportTimeout("Loading the layer took longer than allowed")
-                writer.write(*_rows(batch, result))
-                if on_progress is not None:
-                    on_progress(round(100.0 * handle.tell() / size, 1))
+                encoders.submit(end - reader.last_length, end)
+                waiting.append((features, end))
+                if len(waiting) > encoders.ahead:
+                    _write_batch(writer, result, *waiting.popleft(), encoders.result(), size, on_progress)
+            while waiting:
+                _write_batch(writer, result, *waiting.popleft(), encoders.result(), size, on_progress)
         except BaseException as error:
             writer.abort(error)
             raise
@@ -259,6 +218,31 @@ def _load(
     if result.geometry_type is None:
         raise NotSimple("no feature has a geometry")
     return result
+
+
+def _write_batch(
+    writer: _TableWriter,
+    result: FastLoad,
+    features: list[Any],
+    end: int,
+    column: GeometryBatch,
+    size: int,
+    on_progress: Callable[[float], None] | None,
+) -> None:
+    if column.count != len(features):
+        raise NotSimple("the geometry worker read another number of features")
+    if column.family is not None and column.family != result.geometry_type:
+        if result.geometry_type is not None:
+            raise NotSimple(f"mixed geometry types ({result.geometry_type}, {column.family})")
+        result.geometry_type = column.family
+    properties = _properties(features)
+    if column.removed:
+        left_out = set(column.removed)
+        properties = [item for index, item in enumerate(properties) if index not in left_out]
+        result.removed += len(column.removed)
+    writer.write(properties, column.geometries)
+    if on_progress is not None:
+        on_progress(round(100.0 * end / size, 1))
 
 
 def _warm_up(conn: psycopg.Connection) -> threading.Thread:
@@ -301,63 +285,94 @@ def _check_crs(members: dict[str, Any]) -> None:
 # --- reading ---------------------------------------------------------------------------------------------
 
 
-def _read_collection(handle: Any, known: dict[str, str]) -> tuple[dict[str, Any], Iterator[list[Any]]]:
-    """The members before ``features`` and an iterator over batches of features.
+class _Reader:
+    """The members before ``features``, then batches of features with where each ends in the file.
 
-    Every piece handed to orjson is a complete JSON text, and a cut between features is only accepted
-    when the text before it parses as a list: a ``},{`` inside a string or a nested array can never
-    produce a valid list, so the batches are exactly the array's elements.
+    Every piece handed to the decoders is a complete JSON text, and a cut between features is only
+    accepted when the text before it parses as a list: a ``},{`` inside a string or a nested array can
+    never produce a valid list, so the batches are exactly the array's elements. ``known`` is the live
+    column map (the writer's, updated between batches).
     """
-    buffer = handle.read(BATCH_BYTES)
-    if buffer.startswith(b"\xef\xbb\xbf"):
-        buffer = buffer[3:]
-    key = _FEATURES_KEY.search(buffer)
-    if key is None:
-        raise NotSimple("not a FeatureCollection with its features near the start")
-    try:
-        header = orjson.loads(buffer[: key.start()].rstrip().rstrip(b",") + b"}")
-    except orjson.JSONDecodeError:
-        raise NotSimple("members before the features are not plain JSON") from None
-    if not isinstance(header, dict) or header.get("type") != "FeatureCollection":
-        raise NotSimple("not a FeatureCollection")
-    _check_crs(header)
-    return header, _batches(handle, buffer[key.end() :], known)
 
+    def __init__(self, handle: BinaryIO, known: dict[str, str]) -> None:
+        self.handle = handle
+        self.known = known
+        buffer = handle.read(BATCH_BYTES)
+        self.offset = 0
+        """File offset of the buffer's first byte."""
+        if buffer.startswith(b"\xef\xbb\xbf"):
+            buffer, self.offset = buffer[3:], 3
+        key = _FEATURES_KEY.search(buffer)
+        if key is None:
+            raise NotSimple("not a FeatureCollection with its features near the start")
+        try:
+            header = orjson.loads(buffer[: key.start()].rstrip().rstrip(b",") + b"}")
+        except orjson.JSONDecodeError:
+            raise NotSimple("members before the features are not plain JSON") from None
+        if not isinstance(header, dict) or header.get("type") != "FeatureCollection":
+            raise NotSimple("not a FeatureCollection")
+        _check_crs(header)
+        self.header: dict[str, Any] = header
+        self.buffer = buffer[key.end() :]
+        self.offset += key.end()
+        self.last_length = 0
+        """Bytes of the last batch's features (from its first ``{`` to its last ``}``)."""
 
-def _batches(handle: Any, buffer: bytes, known: dict[str, str]) -> Iterator[list[Any]]:
-    """Batches of features; ``known`` is the live column map (the writer's, updated between batches)."""
-    at_end = False
-    while True:
-        if not at_end and len(buffer) < BATCH_BYTES:
-            more = handle.read(BATCH_BYTES)
+    def batches(self) -> Iterator[tuple[list[Any], int]]:
+        """Each batch's decoded features and the file offset just past its last one."""
+        at_end = False
+        while True:
+            if not at_end and len(self.buffer) < BATCH_BYTES:
+                more = self.handle.read(BATCH_BYTES)
+                at_end = not more
+                self.buffer += more
+                continue
+            if at_end:
+                yield self._last_batch()
+                return
+            batch = self._cut()
+            if batch is not None:
+                yield batch
+                continue
+            if len(self.buffer) > _MAX_BUFFER:
+                raise NotSimple("a single feature is too large for the fast path")
+            more = self.handle.read(BATCH_BYTES)
             at_end = not more
-            buffer += more
-            continue
-        if at_end:
-            yield _last_batch(buffer, known)
-            return
-        batch, buffer = _cut(buffer, known)
-        if batch is not None:
-            yield batch
-            continue
-        if len(buffer) > _MAX_BUFFER:
-            raise NotSimple("a single feature is too large for the fast path")
-        more = handle.read(BATCH_BYTES)
-        at_end = not more
-        buffer += more
+            self.buffer += more
 
+    def _cut(self) -> tuple[list[Any], int] | None:
+        """Decode the features before the last boundary that ends a feature; the rest stays buffered."""
+        buffer = self.buffer
+        boundaries = list(_BOUNDARY.finditer(buffer, max(0, len(buffer) - BATCH_BYTES // 2)))
+        if not boundaries:
+            boundaries = list(_BOUNDARY.finditer(buffer))
+        for boundary in reversed(boundaries[-_CUT_ATTEMPTS:]):
+            length = boundary.start() + 1
+            features = _decode(b"[" + buffer[:length] + b"]", self.known)
+            if features is None:
+                continue
+            end = self.offset + length
+            self.last_length = length
+            self.buffer = buffer[boundary.end() - 1 :]
+            self.offset += boundary.end() - 1
+            return features, end
+        return None
 
-def _cut(buffer: bytes, known: dict[str, str]) -> tuple[list[Any] | None, bytes]:
-    """Parse the features before the last boundary that ends a feature; the rest stays buffered."""
-    boundaries = list(_BOUNDARY.finditer(buffer, max(0, len(buffer) - BATCH_BYTES // 2)))
-    if not boundaries:
-        boundaries = list(_BOUNDARY.finditer(buffer))
-    for boundary in reversed(boundaries[-_CUT_ATTEMPTS:]):
-        batch = _decode(b"[" + buffer[: boundary.start() + 1] + b"]", known)
-        if batch is None:
-            continue
-        return batch, buffer[boundary.end() - 1 :]
-    return None, buffer
+    def _last_batch(self) -> tuple[list[Any], int]:
+        """The remaining features, then the closing ``]`` and any members after the array."""
+        buffer = self.buffer
+        position = len(buffer)
+        for _ in range(_CUT_ATTEMPTS):
+            position = buffer.rfind(b"]", 0, position)
+            if position < 0:
+                break
+            features = _decode(b"[" + buffer[:position] + b"]", self.known)
+            if features is None:
+                continue
+            _check_trailer(buffer[position + 1 :])
+            self.last_length = position
+            return features, self.offset + position
+        raise NotSimple("the features array is not valid JSON")
 
 
 def _decode(text: bytes, known: dict[str, str] | None = None) -> list[Any] | None:
@@ -384,21 +399,6 @@ def _decode(text: bytes, known: dict[str, str] | None = None) -> list[Any] | Non
         return None
 
 
-def _last_batch(buffer: bytes, known: dict[str, str]) -> list[Any]:
-    """The remaining features, then the closing ``]`` and any members after the array."""
-    position = len(buffer)
-    for _ in range(_CUT_ATTEMPTS):
-        position = buffer.rfind(b"]", 0, position)
-        if position < 0:
-            break
-        batch = _decode(b"[" + buffer[:position] + b"]", known)
-        if batch is None:
-            continue
-        _check_trailer(buffer[position + 1 :])
-        return batch
-    raise NotSimple("the features array is not valid JSON")
-
-
 def _check_trailer(trailer: bytes) -> None:
     rest = trailer.strip()
     if rest == b"}":
@@ -413,17 +413,15 @@ def _check_trailer(trailer: bytes) -> None:
         raise NotSimple("crs member after the features")
 
 
-# --- features to rows ------------------------------------------------------------------------------------
+# --- properties ------------------------------------------------------------------------------------------
 
 
-def _rows(batch: list[Any], result: FastLoad) -> tuple[list[dict[str, Any]], list[str]]:
-    """Properties and hex EWKB (``\\N`` for none) of each feature of the batch inside ±180/±90."""
+def _properties(batch: list[Any]) -> list[Any]:
+    """Each feature's properties: a dict, or a struct of the known columns (see :func:`_known_keys_decoder`)."""
     if batch and isinstance(batch[0], _Feature):
-        return _typed_rows(batch, result)
+        empty = _EMPTY_PROPERTIES[type(batch[0])]
+        return [feature.properties or empty for feature in batch]
     properties_out: list[dict[str, Any]] = []
-    geometries: list[str] = []
-    family = result.geometry_type
-    removed = 0
     for feature in batch:
         if type(feature) is not dict or feature.get("type") != "Feature":
             raise NotSimple("an element of features is not a Feature")
@@ -432,112 +430,8 @@ def _rows(batch: list[Any], result: FastLoad) -> tuple[list[dict[str, Any]], lis
         properties = feature.get("properties") or {}
         if type(properties) is not dict:
             raise NotSimple("properties that are not an object")
-        geometry = feature.get("geometry")
-        if geometry is None:
-            properties_out.append(properties)
-            geometries.append(_NULL)
-            continue
-        try:
-            kind = geometry["type"]
-            target, is_multi = _FAMILIES[kind]
-        except (KeyError, TypeError):
-            raise NotSimple(f"geometry type {str(kind)[:40] if isinstance(geometry, dict) else '?'}") from None
-        if target != family:
-            family = _set_family(result, family, target, kind)
-        try:
-            encoded = _encode(target, is_multi, geometry["coordinates"])
-        except (KeyError, TypeError, IndexError, ValueError, struct.error):
-            raise NotSimple(f"a {kind} with unusual coordinates") from None
-        if encoded is None:
-            removed += 1
-            continue
         properties_out.append(properties)
-        geometries.append(encoded)
-    result.removed += removed
-    return properties_out, geometries
-
-
-def _typed_rows(batch: list[_Feature], result: FastLoad) -> tuple[list[dict[str, Any]], list[str]]:
-    """:func:`_rows` for a batch msgspec already checked (only the values' meaning is left to check)."""
-    properties_out: list[Any] = []
-    geometries: list[str] = []
-    family = result.geometry_type
-    removed = 0
-    empty = _EMPTY_PROPERTIES[type(batch[0])]
-    for feature in batch:
-        geometry = feature.geometry
-        if geometry is None:
-            properties_out.append(feature.properties or empty)
-            geometries.append(_NULL)
-            continue
-        kind = _TYPED_KINDS[type(geometry)]
-        target, is_multi = _FAMILIES[kind]
-        if target != family:
-            family = _set_family(result, family, target, kind)
-        try:
-            encoded = _encode(target, is_multi, geometry.coordinates)
-        except (IndexError, ValueError, struct.error):
-            raise NotSimple(f"a {kind} with unusual coordinates") from None
-        if encoded is None:
-            removed += 1
-            continue
-        properties_out.append(feature.properties or empty)
-        geometries.append(encoded)
-    result.removed += removed
-    return properties_out, geometries
-
-
-def _set_family(result: FastLoad, family: str | None, target: str, kind: str) -> str:
-    """The layer's geometry family once the first geometry fixed it; a second family is not for the fast path."""
-    if family is not None:
-        raise NotSimple(f"mixed geometry types ({family}, {kind})")
-    result.geometry_type = target
-    return target
-
-
-def _encode(target: str, is_multi: bool, coordinates: Any) -> str | None:
-    """Hex EWKB of the multi geometry, or None when a coordinate is outside ±180/±90."""
-    if target == "MultiPoint" and not is_multi:
-        x, y = coordinates[0], coordinates[1]
-        if not (-180 <= x <= 180 and -90 <= y <= 90):
-            return None
-        return _ONE_POINT.pack(1, _MULTIPOINT_EWKB, _SRID, 1, 1, 1, x, y).hex()
-    parts = coordinates if is_multi else [coordinates]
-    if not parts:
-        raise ValueError("empty geometry")
-    chunks = [_HEAD.pack(1, _EWKB_SRID_FLAG | _WKB_TYPES[target], _SRID, len(parts))]
-    inside = True
-    for part in parts:
-        if target == "MultiPoint":
-            x, y = part[0], part[1]
-            inside = inside and -180 <= x <= 180 and -90 <= y <= 90
-            chunks.append(_POINT.pack(1, 1, x, y))
-        elif target == "MultiLineString":
-            chunks.append(_LINE_HEAD.pack(1, 2))
-            inside = _pack_ring(part, chunks) and inside
-        else:
-            if not part:
-                raise ValueError("empty polygon")
-            chunks.append(_PART_HEAD.pack(1, 3, len(part)))
-            for ring in part:
-                inside = _pack_ring(ring, chunks) and inside
-    return b"".join(chunks).hex() if inside else None
-
-
-def _pack_ring(points: Sequence[Any], chunks: list[bytes]) -> bool:
-    """Append a point count and the XY doubles; whether every point is inside ±180/±90."""
-    if not points:
-        raise ValueError("empty ring")
-    flat = list(chain.from_iterable(points))
-    if len(flat) != 2 * len(points):  # Z or M values: keep XY only (-dim XY)
-        flat = [value for point in points for value in (point[0], point[1])]
-    xs, ys = flat[0::2], flat[1::2]
-    chunks.append(_COUNT.pack(len(points)))
-    doubles = array("d", flat)
-    if sys.byteorder != "little":  # WKB byte-order flag 1 (little endian) is written for every part
-        doubles.byteswap()
-    chunks.append(doubles.tobytes())
-    return min(xs) >= -180 and max(xs) <= 180 and min(ys) >= -90 and max(ys) <= 90
+    return properties_out
 
 
 # --- writing ---------------------------------------------------------------------------------------------
@@ -560,7 +454,7 @@ def _column_text(column: list[Any], kind: str) -> list[str]:
     done a column at a time with C-level ``map`` calls: the per-value Python code is the load's hot spot.
     """
     if kind == "boolean":
-        return [_NULL if value is None else ("true" if value else "false") for value in column]
+        return [NULL if value is None else ("true" if value else "false") for value in column]
     nulls = list(compress(range(len(column)), map(operator.is_, column, repeat(None)))) if None in column else []
     if kind != "text" and kind != "null":
         texts = _number_texts(column)
@@ -575,7 +469,7 @@ def _column_text(column: list[Any], kind: str) -> list[str]:
         if "\\" in joined or "\t" in joined or "\r" in joined or joined.count("\n") != len(texts) - 1:
             texts = [text.translate(_COPY_ESCAPES) for text in texts]
     for index in nulls:
-        texts[index] = _NULL
+        texts[index] = NULL
     return texts
 
 
@@ -650,7 +544,7 @@ class _TableWriter:
 
     def _move_geometry_last(self) -> None:
         """Put the geometry after columns added during the load, where GDAL's order has it (one rewrite)."""
-        geometry = sql.SQL("geometry({}, {})").format(sql.SQL(self.result.geometry_type or ""), sql.SQL(str(_SRID)))
+        geometry = sql.SQL("geometry({}, {})").format(sql.SQL(self.result.geometry_type or ""), sql.SQL(str(SRID)))
         for statement in (
             "ALTER TABLE {t} ADD COLUMN wkb_geometry_last {g}",
             "UPDATE {t} SET wkb_geometry_last = wkb_geometry",
@@ -736,7 +630,7 @@ class _TableWriter:
             sql.SQL("{} {}").format(sql.Identifier(self.names[key]), sql.SQL(_KIND_SQL[kind]))
             for key, kind in self.columns.items()
         ]
-        definitions.append(sql.SQL("wkb_geometry geometry({}, {})").format(sql.SQL(geometry), sql.SQL(str(_SRID))))
+        definitions.append(sql.SQL("wkb_geometry geometry({}, {})").format(sql.SQL(geometry), sql.SQL(str(SRID))))
         persistence = sql.SQL("TABLE" if self.logged else "UNLOGGED TABLE")
         self.conn.execute(sql.SQL("CREATE {} {} ({})").format(persistence, self.table, sql.SQL(", ").join(definitions)))
         self.created = True

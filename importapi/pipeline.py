@@ -230,6 +230,7 @@ def _fast_geojson(
             table,
             logged=settings.layer_tables_logged and FAST_PATH_LOGGED_LOAD,
             deadline=deadline,
+            geometry_workers=settings.import_geometry_workers,
             on_progress=lambda p: report_progress("loading", p),
         )
         loaded.append(outcome)

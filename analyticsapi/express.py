@@ -3,7 +3,8 @@
 CKAN posts an event for every download, login and API call, so this is the busiest endpoint by far, and
 its own work (validate, one Redis round trip) is smaller than Flask's per-request machinery around it
 (request context, URL matching, hooks, response object): measured under uWSGI at 500 requests/s, 1.37 ms
-of CPU per request through Flask, 0.93 ms through this lane (docs/analyticsapi.md).
+of CPU per request through Flask, 0.93 ms through this lane (docs/analyticsapi.md). The usual answer,
+``{"success": true}``, is sent as bytes built once, with the headers Flask would give it.
 
 The lane takes a request only when nothing about it is unusual: ``POST`` to exactly that path, a JSON
 content type, a ``Content-Length`` within ``HDXRQ_MAX_REQUEST_MB``, a client ``HDXRQ_ALLOWED_NETWORKS``
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from core.auth import client_allowed
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from core.runtime import Runtime
 
 PATH = "/api/send-analytics"
+SUCCESS = {"success": True}
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
@@ -44,6 +46,9 @@ class ExpressLane:
     def __init__(self, app: Flask, inner: WSGIApp) -> None:
         self.app = app
         self.inner = inner
+        usual = app.json.response(SUCCESS)  # the usual answer, exactly as Flask sends it, built once
+        self.success = usual.get_data()
+        self.success_headers = list(usual.headers.items())
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
@@ -63,12 +68,18 @@ class ExpressLane:
             environ["wsgi.input"] = io.BytesIO(body)
             return self.inner(environ, start_response)
         answer = accept(self._parse(body), runtime)
-        response = self.app.json.response(answer.body)
-        response.status_code = answer.status
-        if answer.request_drain:
-            response.call_on_close(lambda: enqueue_drain(runtime))
+        after = (lambda: enqueue_drain(runtime)) if answer.request_drain else None
+        if answer.status == 200 and answer.body == SUCCESS:
+            start_response("200 OK", self.success_headers)
+            reply: Iterable[bytes] = _Body(self.success, after)
+        else:
+            response = self.app.json.response(answer.body)
+            response.status_code = answer.status
+            if after is not None:
+                response.call_on_close(after)
+            reply = response(environ, start_response)
         observe_request(self.app, PATH, "POST", answer.status, time.perf_counter() - started)
-        return response(environ, start_response)
+        return reply
 
     def _parse(self, body: bytes) -> Any:
         """The body as ``request.get_json(silent=True)`` reads it: None when it is not JSON."""
@@ -76,6 +87,22 @@ class ExpressLane:
             return self.app.json.loads(body)
         except ValueError:  # invalid JSON or UTF-8, nested too deeply
             return None
+
+
+class _Body:
+    """A WSGI response body that runs ``after`` once the server is done with it (as ``call_on_close``)."""
+
+    def __init__(self, body: bytes, after: Callable[[], None] | None) -> None:
+        self.body = body
+        self.after = after
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.body
+
+    def close(self) -> None:
+        if self.after is not None:
+            after, self.after = self.after, None
+            after()
 
 
 def _content_length(environ: dict[str, Any]) -> int | None:

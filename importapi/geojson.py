@@ -49,7 +49,8 @@ __all__ = ["BATCH_BYTES", "FastLoad", "NotSimple", "launder", "load"]
 BATCH_BYTES = 2 << 20
 """Bytes of features decoded per call."""
 MAX_GEOMETRY_WORKERS = 4
-"""Geometry worker processes at most (one per CPU beyond this process's own, see :func:`load`)."""
+"""Geometry worker processes at most (one per CPU this process may use, see :func:`load`)."""
+
 _MAX_BUFFER = 64 << 20
 """A single feature larger than this goes to GDAL (its reader streams inside features)."""
 _FEATURES_KEY = re.compile(rb'"features"\s*:\s*\[')
@@ -158,18 +159,21 @@ def load(
     *,
     logged: bool,
     deadline: float,
-    geometry_workers: bool = True,
+    geometry_workers_from: int | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> FastLoad:
     """Create ``table`` and COPY the features of the GeoJSON file at ``path`` into it.
 
-    ``conn`` must be in autocommit mode; ``deadline`` is a ``time.monotonic()`` value. With
-    ``geometry_workers``, geometries are encoded in worker processes: as many as this process may use
-    CPUs, up to :data:`MAX_GEOMETRY_WORKERS`, none on a single CPU. Raises :class:`NotSimple` when the file
-    needs GDAL (the caller drops the table and falls back) and :class:`ImportTimeout` past the deadline.
+    ``conn`` must be in autocommit mode; ``deadline`` is a ``time.monotonic()`` value. The geometries of
+    a file of ``geometry_workers_from`` bytes or more (None: never) are encoded in worker processes: as
+    many as this process may use CPUs, up to :data:`MAX_GEOMETRY_WORKERS`, none on a single CPU. Raises
+    :class:`NotSimple` when the file needs GDAL (the caller drops the table and falls back) and
+    :class:`ImportTimeout` past the deadline.
     """
     size = max(path.stat().st_size, 1)
-    workers = min(len(os.sched_getaffinity(0)), MAX_GEOMETRY_WORKERS) if geometry_workers else 0
+    workers = min(len(os.sched_getaffinity(0)), MAX_GEOMETRY_WORKERS)
+    if geometry_workers_from is None or size < geometry_workers_from:
+        workers = 0  # for a batch or two, forking workers costs more than it overlaps
     # The decoders allocate millions of container objects per batch; the cyclic collector would scan them
     # all again and again (half the parse time) although none is in a cycle. Plain refcounting frees them.
     gc_was_enabled = gc.isenabled()

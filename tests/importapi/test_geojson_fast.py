@@ -145,7 +145,9 @@ def test_schema_widens_across_batches(
     geometry_workers: bool, settings: Settings, pg: psycopg.Connection, tmp_path: Path
 ) -> None:
     """Later features add a column, turn integers into floats and nulls into numbers, past the first batch."""
-    settings = settings.model_copy(update={"import_geometry_workers": geometry_workers})
+    settings = settings.model_copy(
+        update={"import_geometry_workers": geometry_workers, "import_geometry_workers_from_mb": 0}
+    )
     first = [feature(point(i % 90, 0), label=f"{'x' * 200}{i}", amount=i, later_number=None) for i in range(12000)]
     last = [feature(point(1, 1), label="tab\there \\ and\nnewline", amount=0.5, later_number=3, extra="new")]
     path = tmp_path / "widen.geojson"
@@ -208,7 +210,9 @@ def test_batches_the_typed_decoders_do_not_describe_match_gdal(
     geometry_workers: bool, settings: Settings, pg: psycopg.Connection, tmp_path: Path
 ) -> None:
     """Later batches of known columns decode into structs, a new column or an integer past int64 not."""
-    settings = settings.model_copy(update={"import_geometry_workers": geometry_workers})
+    settings = settings.model_copy(
+        update={"import_geometry_workers": geometry_workers, "import_geometry_workers_from_mb": 0}
+    )
     first = [feature(point(i % 90, 1), n=i, label=f"{'x' * 200}{i}") for i in range(25000)]
     first[15000] = {"type": "Feature", "properties": None, "geometry": point(4, 4)}  # in the second batch
     first[15001] = feature(point(5, 5), label="only a label")
@@ -268,6 +272,7 @@ def test_geometry_families_that_differ_between_batches_go_to_gdal(
     settings: Settings, pg: psycopg.Connection, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Each batch's geometries are encoded apart (in a worker): a later batch of another family is caught."""
+    settings = settings.model_copy(update={"import_geometry_workers_from_mb": 0})
     points = [feature(point(i % 90, 1), label=f"{'x' * 200}{i}") for i in range(12000)]
     path = tmp_path / "families.geojson"
     path.write_bytes(geojson(*points, feature(polygon(3, 4), label="late polygon")))

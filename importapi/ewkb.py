@@ -247,10 +247,10 @@ def _read_range(handle: BinaryIO, start: int, end: int) -> bytes:
 class Encoders:
     """:func:`encode` for batches of ``path``, in ``workers`` forked processes taking batches in turn.
 
-    :meth:`submit` a batch's byte range, then take the results in the same order with :meth:`result`.
-    Use as a context manager, entered before the process starts threads of its own (they are forked): on
-    leaving, the workers are stopped and reaped. A worker touches nothing of the parent's but the file (no
-    database connection, no logging); one whose parent is gone finds its pipe closed and exits.
+    :meth:`submit` a batch, then take the results in the same order with :meth:`result`. Use as a context
+    manager, entered before the process starts threads of its own (they are forked): on leaving, the
+    workers are stopped and reaped. A worker touches nothing of the parent's but the file (no database
+    connection, no logging); one whose parent is gone finds its pipe closed and exits.
     """
 
     def __init__(self, path: Path, workers: int) -> None:
@@ -259,10 +259,8 @@ class Encoders:
         self._workers: list[_Worker] = []
         self._pending: deque[_Worker | GeometryBatch | NotSimple] = deque()
         self._next = 0
-        self._handle: BinaryIO | None = None
 
     def __enter__(self) -> Encoders:
-        self._handle = self.path.open("rb")
         try:
             self._workers = [_Worker.start(self.path) for _ in range(self.count)]
         except BaseException:
@@ -274,20 +272,20 @@ class Encoders:
         for worker in self._workers:
             worker.stop()
         self._workers = []
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
 
     @property
     def ahead(self) -> int:
         """How many batches to submit before taking a result, so that no worker waits."""
         return self.count
 
-    def submit(self, start: int, end: int) -> None:
-        if not self._workers:  # in this process
-            assert self._handle is not None
+    def submit(self, start: int, end: int, text: bytes) -> None:
+        """Encode the features at bytes ``start:end`` of the file; ``text`` is them as a JSON array.
+
+        Without workers ``text`` is encoded here; a worker reads the range from the file itself.
+        """
+        if not self._workers:
             try:
-                self._pending.append(encode(_read_range(self._handle, start, end)))
+                self._pending.append(encode(text))
             except NotSimple as reason:
                 self._pending.append(reason)
             return

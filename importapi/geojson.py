@@ -171,20 +171,25 @@ def load(
     :class:`ImportTimeout` past the deadline.
     """
     size = max(path.stat().st_size, 1)
-    workers = min(len(os.sched_getaffinity(0)), MAX_GEOMETRY_WORKERS)
-    if geometry_workers_from is None or size < geometry_workers_from:
-        workers = 0  # for a batch or two, forking workers costs more than it overlaps
     # The decoders allocate millions of container objects per batch; the cyclic collector would scan them
     # all again and again (half the parse time) although none is in a cycle. Plain refcounting frees them.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         # The workers are forked before this process starts a thread of its own (the warm-up)
-        with Encoders(path, workers if workers > 1 else 0) as encoders:
+        with Encoders(path, _geometry_workers(size, geometry_workers_from)) as encoders:
             return _load(path, encoders, conn, table, size, logged=logged, deadline=deadline, on_progress=on_progress)
     finally:
         if gc_was_enabled:
             gc.enable()
+
+
+def _geometry_workers(size: int, from_bytes: int | None) -> int:
+    """One worker per CPU this process may use, at most :data:`MAX_GEOMETRY_WORKERS`, none on one CPU."""
+    if from_bytes is None or size < from_bytes:
+        return 0  # for a batch or two, forking workers costs more than it overlaps
+    cpus = len(os.sched_getaffinity(0))
+    return min(cpus, MAX_GEOMETRY_WORKERS) if cpus > 1 else 0
 
 
 def _load(
@@ -206,11 +211,11 @@ def _load(
         # Batches wait here, decoded, for their geometries: enough of them that no worker is ever idle
         waiting: deque[tuple[list[Any], int]] = deque()
         try:
-            for features, end in reader.batches():
+            for batch in reader.batches():
                 if time.monotonic() > deadline:
                     raise ImportTimeout("Loading the layer took longer than allowed")
-                encoders.submit(end - reader.last_length, end)
-                waiting.append((features, end))
+                encoders.submit(batch.start, batch.end, batch.text)
+                waiting.append((batch.features, batch.end))
                 if len(waiting) > encoders.ahead:
                     _write_batch(writer, result, *waiting.popleft(), encoders.result(), size, on_progress)
             while waiting:
@@ -319,11 +324,9 @@ class _Reader:
         self.header: dict[str, Any] = header
         self.buffer = buffer[key.end() :]
         self.offset += key.end()
-        self.last_length = 0
-        """Bytes of the last batch's features (from its first ``{`` to its last ``}``)."""
 
-    def batches(self) -> Iterator[tuple[list[Any], int]]:
-        """Each batch's decoded features and the file offset just past its last one."""
+    def batches(self) -> Iterator[_Batch]:
+        """The batches of features, in file order."""
         at_end = False
         while True:
             if not at_end and len(self.buffer) < BATCH_BYTES:
@@ -344,25 +347,22 @@ class _Reader:
             at_end = not more
             self.buffer += more
 
-    def _cut(self) -> tuple[list[Any], int] | None:
+    def _cut(self) -> _Batch | None:
         """Decode the features before the last boundary that ends a feature; the rest stays buffered."""
         buffer = self.buffer
         boundaries = list(_BOUNDARY.finditer(buffer, max(0, len(buffer) - BATCH_BYTES // 2)))
         if not boundaries:
             boundaries = list(_BOUNDARY.finditer(buffer))
         for boundary in reversed(boundaries[-_CUT_ATTEMPTS:]):
-            length = boundary.start() + 1
-            features = _decode(b"[" + buffer[:length] + b"]", self.known)
-            if features is None:
+            batch = self._batch(boundary.start() + 1)
+            if batch is None:
                 continue
-            end = self.offset + length
-            self.last_length = length
             self.buffer = buffer[boundary.end() - 1 :]
             self.offset += boundary.end() - 1
-            return features, end
+            return batch
         return None
 
-    def _last_batch(self) -> tuple[list[Any], int]:
+    def _last_batch(self) -> _Batch:
         """The remaining features, then the closing ``]`` and any members after the array."""
         buffer = self.buffer
         position = len(buffer)
@@ -370,13 +370,30 @@ class _Reader:
             position = buffer.rfind(b"]", 0, position)
             if position < 0:
                 break
-            features = _decode(b"[" + buffer[:position] + b"]", self.known)
-            if features is None:
+            batch = self._batch(position)
+            if batch is None:
                 continue
             _check_trailer(buffer[position + 1 :])
-            self.last_length = position
-            return features, self.offset + position
+            return batch
         raise NotSimple("the features array is not valid JSON")
+
+    def _batch(self, length: int) -> _Batch | None:
+        """The buffer's first ``length`` bytes as a batch, or None when they are not a run of JSON values."""
+        text = b"[" + self.buffer[:length] + b"]"
+        features = _decode(text, self.known)
+        if features is None:
+            return None
+        return _Batch(features, text, self.offset, self.offset + length)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Features ``start:end`` of the file (bytes), decoded, and as the JSON array text they were decoded from."""
+
+    features: list[Any]
+    text: bytes
+    start: int
+    end: int
 
 
 def _decode(text: bytes, known: dict[str, str] | None = None) -> list[Any] | None:

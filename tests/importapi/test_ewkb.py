@@ -86,7 +86,7 @@ def test_workers_answer_in_submission_order_as_this_process_does(tmp_path: Path)
         with Encoders(path, workers) as encoders:
             pids = [worker.pid for worker in encoders._workers]
             for start, end in ranges:
-                encoders.submit(start, end)
+                encoders.submit(start, end, b"[" + text[start:end] + b"]")
             answers[workers] = [encoders.result() for _ in ranges]
         for pid in pids:  # reaped: no zombie, no orphan left running
             assert not Path(f"/proc/{pid}").exists()
@@ -105,8 +105,8 @@ def test_a_worker_that_dies_makes_the_batch_not_simple(tmp_path: Path) -> None:
 
     with Encoders(path, 2) as encoders:
         os.kill(encoders._workers[0].pid, signal.SIGKILL)
-        encoders.submit(start, start + len(piece))
-        encoders.submit(start, start + len(piece))
+        encoders.submit(start, start + len(piece), b"[" + piece + b"]")
+        encoders.submit(start, start + len(piece), b"[" + piece + b"]")
         with pytest.raises(NotSimple, match="ended early"):
             encoders.result()
         assert encoders.result().geometries  # the other worker still answers

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+
+from werkzeug.wsgi import ClosingIterator
 
 from core.auth import client_allowed
 from core.metrics import observe_request
@@ -71,7 +73,7 @@ class ExpressLane:
         after = (lambda: enqueue_drain(runtime)) if answer.request_drain else None
         if answer.status == 200 and answer.body == SUCCESS:
             start_response("200 OK", self.success_headers)
-            reply: Iterable[bytes] = _Body(self.success, after)
+            reply: Iterable[bytes] = ClosingIterator([self.success], after)  # after: once it was sent
         else:
             response = self.app.json.response(answer.body)
             response.status_code = answer.status
@@ -87,22 +89,6 @@ class ExpressLane:
             return self.app.json.loads(body)
         except ValueError:  # invalid JSON or UTF-8, nested too deeply
             return None
-
-
-class _Body:
-    """A WSGI response body that runs ``after`` once the server is done with it (as ``call_on_close``)."""
-
-    def __init__(self, body: bytes, after: Callable[[], None] | None) -> None:
-        self.body = body
-        self.after = after
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield self.body
-
-    def close(self) -> None:
-        if self.after is not None:
-            after, self.after = self.after, None
-            after()
 
 
 def _content_length(environ: dict[str, Any]) -> int | None:

@@ -125,10 +125,6 @@ class Settings(BaseModel):
     archive_max_ratio: int = Field(200, validation_alias=env("HDXRQ_ARCHIVE_MAX_RATIO"), ge=1)
     layer_tables_logged: bool = Field(True, validation_alias=env("HDXRQ_LAYER_TABLES_LOGGED"))
     import_geojson_fast_path: bool = Field(True, validation_alias=env("HDXRQ_IMPORT_GEOJSON_FAST_PATH"))
-    import_geometry_workers: bool = Field(True, validation_alias=env("HDXRQ_IMPORT_GEOMETRY_WORKERS"))
-    import_geometry_workers_from_mb: float = Field(
-        8.0, validation_alias=env("HDXRQ_IMPORT_GEOMETRY_WORKERS_FROM_MB"), ge=0
-    )
 
     # --- Analytics ---
     mixpanel_api_url: str = Field("https://api.mixpanel.com", validation_alias=env("MIXPANEL_API_URL"))

@@ -1,35 +1,36 @@
-"""The geometry column of the GeoJSON fast path: features' geometries to hex EWKB, in worker processes.
+"""The geometry column of the GeoJSON fast path: features' geometries as multi-type hex EWKB, SRID 4326.
 
-Given a batch of a file as a byte range (whole features, with the commas between them), :func:`encode`
-decodes the features' geometries and gives each as multi-type EWKB with SRID 4326 (the types
-``-nlt PROMOTE_TO_MULTI`` gives, XY only, like ``-dim XY``); a feature with a coordinate outside
-±180/±90 is left out and its index reported. Anything the fast path does not do raises
-:class:`NotSimple`: mixed geometry families, GeometryCollections, empty geometries, unusual coordinates.
+The types are those ``-nlt PROMOTE_TO_MULTI`` gives, XY only (like ``-dim XY``); a feature with a
+coordinate outside ±180/±90 is left out and its index reported. Two routes give the same bytes:
 
-Decoding the coordinates and packing them is most of the load's Python time (a list per position, a
-float per number), while the properties and the ``COPY`` are not. :class:`Encoders` therefore runs
-:func:`encode` in forked worker processes, one batch each in turn, while the importing process decodes the
-next batches' properties and feeds ``COPY``; with ``workers=0`` it runs in the importing process.
+* :func:`encode_raw`, for the usual batch. geojson's typed decoder leaves each geometry's coordinates as
+  JSON text; the batch's coordinates are joined into one JSON text whose *skeleton* (the text without its
+  numbers and spaces) must match the one shape the batch's geometry family allows, simdjson reads every
+  number of it into one array of doubles, and numpy writes all the batch's EWKB headers, counts and
+  coordinates in a few passes. Decoding a float object per number and packing ring by ring was most of
+  an import's Python time; here no Python object is made per coordinate, nor per ring.
+* :func:`encode`, for any other batch (Z values, empty parts, mixed families, geometry collections,
+  coordinates that are not numbers...): decodes the geometries into typed classes and packs them one by
+  one, or raises :class:`NotSimple` with the reason the file needs GDAL.
 """
 
 from __future__ import annotations
 
-import gc
-import os
-import signal
+import binascii
+import functools
+import re
 import struct
 import sys
 from array import array
-from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import chain
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, Literal
 
 import msgspec
+import numpy as np
 import orjson
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+import simdjson
 
 SRID = 4326
 NULL = "\\N"
@@ -51,15 +52,13 @@ _LINE_HEAD = struct.Struct("<BI")
 _COUNT = struct.Struct("<I")
 _POINT = struct.Struct("<BIdd")
 _MULTIPOINT_EWKB = _EWKB_SRID_FLAG | 4
-_FRAME = struct.Struct("<I")
-_REQUEST = struct.Struct("<QQ")
 
 
 class NotSimple(Exception):
     """The file needs GDAL's general reader; the message says why (for the log)."""
 
 
-class GeometryBatch(msgspec.Struct, tag="batch"):
+class GeometryBatch(msgspec.Struct):
     """The geometry column of one batch."""
 
     count: int
@@ -70,10 +69,6 @@ class GeometryBatch(msgspec.Struct, tag="batch"):
     """Hex EWKB, or :data:`NULL`, of each feature that is not left out."""
     removed: list[int]
     """Indexes of the features left out for coordinates outside ±180/±90."""
-
-
-class _Failure(msgspec.Struct, tag="failure"):
-    reason: str
 
 
 # --- decoding --------------------------------------------------------------------------------------------
@@ -237,145 +232,201 @@ def _pack_ring(points: Sequence[Any], chunks: list[bytes]) -> bool:
     return min(xs) >= -180 and max(xs) <= 180 and min(ys) >= -90 and max(ys) <= 90
 
 
-# --- worker processes ------------------------------------------------------------------------------------
+# --- the raw route ----------------------------------------------------------------------------------------
 
 
-def _read_range(handle: BinaryIO, start: int, end: int) -> bytes:
-    return b"[" + os.pread(handle.fileno(), end - start, start) + b"]"
+class RawGeometry(msgspec.Struct, gc=False):
+    """A geometry as geojson's typed decoder reads it: its type, and its coordinates as JSON text."""
+
+    type: Literal["Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"]
+    coordinates: msgspec.Raw
 
 
-class Encoders:
-    """:func:`encode` for batches of ``path``, in ``workers`` forked processes taking batches in turn.
+@dataclass(frozen=True)
+class _Layout:
+    """How one family's EWKB is laid out: a record per array, outermost first, then one per position.
 
-    :meth:`submit` a batch, then take the results in the same order with :meth:`result`. Use as a context
-    manager, entered before the process starts threads of its own (they are forked): on leaving, the
-    workers are stopped and reaped. A worker touches nothing of the parent's but the file (no database
-    connection, no logging); one whose parent is gone finds its pipe closed and exits.
+    Each array's record is its prefix and the count of its elements (uint32); a position's record is its
+    prefix and its two doubles.
     """
 
-    def __init__(self, path: Path, workers: int) -> None:
-        self.path = path
-        self.count = workers
-        self._workers: list[_Worker] = []
-        self._pending: deque[_Worker | GeometryBatch | NotSimple] = deque()
-        self._next = 0
+    array_prefixes: tuple[bytes, ...]
+    """The feature's (byte order, type, SRID), then a part's (byte order, type), a ring's nothing."""
+    position_prefix: bytes
+    """Before each position's doubles: a point's (byte order, type) in a multipoint, else nothing."""
 
-    def __enter__(self) -> Encoders:
-        try:
-            self._workers = [_Worker.start(self.path) for _ in range(self.count)]
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for worker in self._workers:
-            worker.stop()
-        self._workers = []
-
-    @property
-    def ahead(self) -> int:
-        """How many batches to submit before taking a result, so that no worker waits."""
-        return self.count
-
-    def submit(self, start: int, end: int, text: bytes) -> None:
-        """Encode the features at bytes ``start:end`` of the file; ``text`` is them as a JSON array.
-
-        Without workers ``text`` is encoded here; a worker reads the range from the file itself.
-        """
-        if not self._workers:
-            try:
-                self._pending.append(encode(text))
-            except NotSimple as reason:
-                self._pending.append(reason)
-            return
-        worker = self._workers[self._next % len(self._workers)]
-        self._next += 1
-        worker.send(start, end)
-        self._pending.append(worker)
-
-    def result(self) -> GeometryBatch:
-        """The oldest submitted batch's column; raises :class:`NotSimple` as :func:`encode` does."""
-        item = self._pending.popleft()
-        if isinstance(item, _Worker):
-            item = item.receive()
-        if isinstance(item, NotSimple):
-            raise item
-        return item
+    @functools.cached_property
+    def shapes(self) -> dict[bool, re.Pattern[bytes]]:
+        """single -> the skeleton a batch of this family must have (a position being ``P``)."""
+        shape = rb"P"
+        nested = []
+        for _ in range(len(self.array_prefixes) + 1):
+            shape = rb"\[" + shape + rb"(?:," + shape + rb")*+\]"
+            nested.append(re.compile(shape))
+        return {True: nested[-2], False: nested[-1]}
 
 
-class _Worker:
-    """One forked process answering byte ranges with encoded columns (length-prefixed msgpack frames)."""
-
-    _decoder = msgspec.msgpack.Decoder(GeometryBatch | _Failure)
-
-    def __init__(self, pid: int, requests: BinaryIO, answers: BinaryIO) -> None:
-        self.pid = pid
-        self.requests = requests
-        self.answers = answers
-
-    @classmethod
-    def start(cls, path: Path) -> _Worker:
-        to_child, from_parent = os.pipe()
-        to_parent, from_child = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(from_parent)
-            os.close(to_parent)
-            _serve(path, to_child, from_child)
-        os.close(to_child)
-        os.close(from_child)
-        return cls(pid, os.fdopen(from_parent, "wb", buffering=0), os.fdopen(to_parent, "rb", buffering=1 << 20))
-
-    def send(self, start: int, end: int) -> None:
-        try:
-            self.requests.write(_REQUEST.pack(start, end))
-        except BrokenPipeError:  # it died: receive() reports it
-            pass
-
-    def receive(self) -> GeometryBatch | NotSimple:
-        head = self.answers.read(_FRAME.size)
-        payload = self.answers.read(_FRAME.unpack(head)[0]) if len(head) == _FRAME.size else b""
-        if not payload:
-            return NotSimple("a geometry worker process ended early")
-        answer = self._decoder.decode(payload)
-        return NotSimple(answer.reason) if isinstance(answer, _Failure) else answer
-
-    def stop(self) -> None:
-        for pipe in (self.requests, self.answers):
-            pipe.close()
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(self.pid, 0)
+_FEATURE_PREFIX = struct.Struct("<BII")  # byte order, type with the SRID flag, SRID
+_PART_PREFIX = struct.Struct("<BI")  # byte order, type
+_LAYOUTS = {
+    "MultiPoint": _Layout((_FEATURE_PREFIX.pack(1, _MULTIPOINT_EWKB, SRID),), _PART_PREFIX.pack(1, 1)),
+    "MultiLineString": _Layout(
+        (_FEATURE_PREFIX.pack(1, _EWKB_SRID_FLAG | 5, SRID), _PART_PREFIX.pack(1, 2)), position_prefix=b""
+    ),
+    "MultiPolygon": _Layout(
+        (_FEATURE_PREFIX.pack(1, _EWKB_SRID_FLAG | 6, SRID), _PART_PREFIX.pack(1, 3), b""), position_prefix=b""
+    ),
+}
+_NUMBERS_AND_SPACES = b"0123456789.-+eE \t\n\r"
+_OPEN, _CLOSE, _POSITION = b"[]P"
 
 
-def _serve(path: Path, requests_fd: int, answers_fd: int) -> None:
-    """A worker's whole life: answer requests until the pipe closes, then exit without the parent's cleanup."""
-    code = 0
+@functools.cache
+def _parser() -> simdjson.Parser:
+    return simdjson.Parser()
+
+
+def encode_raw(geometries: Sequence[RawGeometry | None]) -> GeometryBatch | None:
+    """The geometry column of a batch whose geometries geojson's typed decoder read (None: no geometry).
+
+    Returns None when the batch is not in the usual shape; :func:`encode` then reads it. Gives exactly
+    the bytes :func:`encode` gives (tested on generated batches).
+    """
+    present = [geometry for geometry in geometries if geometry is not None]
+    if not present:
+        return GeometryBatch(len(geometries), None, [NULL] * len(geometries), [])
+    joined = _join(present)
+    if joined is None:
+        return None
+    family, single, text = joined
+    layout = _LAYOUTS[family]
+    skeleton = text.translate(None, _NUMBERS_AND_SPACES).replace(b"[,]", b"P")
+    if layout.shapes[single].fullmatch(skeleton) is None:
+        return None  # Z values, empty parts, one geometry nested deeper than its type says, a string...
+    doubles = _doubles(text)
+    if doubles is None:
+        return None
+    out, starts, owners = _assemble(layout, single, np.frombuffer(skeleton, dtype=np.uint8), doubles)
+    hexed = binascii.hexlify(out).decode("ascii")
+    ends = (2 * starts[1:]).tolist() + [len(hexed)]
+    texts = [hexed[start:end] for start, end in zip((2 * starts).tolist(), ends, strict=True)]
+    left_out = _outside(doubles, owners)
+    if len(present) == len(geometries) and not left_out:
+        return GeometryBatch(len(geometries), family, texts, [])
+    column, removed = [], []
+    features = iter(enumerate(texts))
+    for index, geometry in enumerate(geometries):
+        if geometry is None:
+            column.append(NULL)
+            continue
+        number, text_of_feature = next(features)
+        if number in left_out:
+            removed.append(index)
+        else:
+            column.append(text_of_feature)
+    return GeometryBatch(len(geometries), family, column, removed)
+
+
+def _join(geometries: list[RawGeometry]) -> tuple[str, bool, bytes] | None:
+    """(family, whether all are single geometries, their coordinates as one JSON array), or None.
+
+    A batch mixing single and multi geometries of one family has its single ones wrapped in brackets: a
+    polygon's coordinates are then those of a multipolygon of one polygon.
+    """
+    kinds = {geometry.type for geometry in geometries}
+    if not kinds <= _FAMILIES.keys():
+        return None
+    families = {_FAMILIES[kind][0] for kind in kinds}
+    if len(families) != 1:
+        return None  # mixed families: encode says so
+    multi = {_FAMILIES[kind][1] for kind in kinds}
+    if len(multi) == 1:
+        pieces: list[Any] = [geometry.coordinates for geometry in geometries]
+    else:
+        pieces = [
+            geometry.coordinates if _FAMILIES[geometry.type][1] else b"[" + geometry.coordinates + b"]"
+            for geometry in geometries
+        ]
+    return families.pop(), multi == {False}, b"[" + b",".join(pieces) + b"]"
+
+
+def _outside(doubles: np.ndarray, owners: np.ndarray) -> set[int]:
+    """The features (numbers within the batch) with a position outside ±180/±90."""
+    xs, ys = doubles[0::2], doubles[1::2]
+    if xs.min() >= -180 and xs.max() <= 180 and ys.min() >= -90 and ys.max() <= 90:
+        return set()
+    outside = (xs < -180) | (xs > 180) | (ys < -90) | (ys > 90)
+    return set(np.unique(owners[outside]).tolist())
+
+
+def _doubles(text: bytes) -> np.ndarray | None:
+    """Every number of ``text`` in order, as doubles; None when one is not a number simdjson reads."""
     try:
-        for number in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(number, signal.SIG_DFL)  # the job's handlers belong to the job's process
-        gc.disable()  # as in the parent's load: nothing the decoders build is in a cycle
-        encoder = msgspec.msgpack.Encoder()
-        with (
-            os.fdopen(requests_fd, "rb", buffering=0) as requests,
-            os.fdopen(answers_fd, "wb", buffering=1 << 20) as answers,
-            path.open("rb") as handle,
-        ):
-            while len(request := requests.read(_REQUEST.size)) == _REQUEST.size:
-                try:
-                    answer: GeometryBatch | _Failure = encode(_read_range(handle, *_REQUEST.unpack(request)))
-                except NotSimple as reason:
-                    answer = _Failure(str(reason))
-                except Exception as error:  # a bug here must not cost the import: GDAL reads the file instead
-                    answer = _Failure(f"the geometry worker failed: {type(error).__name__}")
-                payload = encoder.encode(answer)
-                answers.write(_FRAME.pack(len(payload)))
-                answers.write(payload)
-                answers.flush()
-    except BaseException:  # the parent went away (broken pipe) or a signal: nobody to report to
-        code = 1
+        return np.frombuffer(_flatten(text), dtype=np.float64)
+    except (ValueError, TypeError, RuntimeError):  # not a number, a number past 64 bits or a double's range
+        return None
+
+
+def _flatten(text: bytes) -> Any:
+    document = _parser().parse(text)
+    try:
+        return document.as_buffer(of_type="d")
     finally:
-        os._exit(code)
+        del document  # the parser refuses to parse again while a proxy of its document lives
+
+
+def _assemble(
+    layout: _Layout, single: bool, skeleton: np.ndarray, doubles: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The batch's EWKB, where each feature's starts in it, and which feature each position belongs to.
+
+    ``skeleton`` is the batch's skeleton (arrays and positions ``P``), ``doubles`` its numbers. Each
+    character of the skeleton writes its records: an opening bracket the record of its array (a single
+    geometry's feature record too, with a count of one), a ``P`` its position's.
+    """
+    opens, closes, positions = skeleton == _OPEN, skeleton == _CLOSE, skeleton == _POSITION
+    depth = np.cumsum(opens, dtype=np.int32) - np.cumsum(closes, dtype=np.int32) + closes
+    last = len(layout.array_prefixes) - 1
+    # The batch is the array at depth 1; a feature's array at depth 2 (for a single geometry the feature
+    # record has no array of its own: it is written where its first part or its position begins)
+    feature_chars = positions if single and last == 0 else opens & (depth == 2)
+    records: list[tuple[np.ndarray, bytes, np.ndarray]] = []
+    for level, prefix in enumerate(layout.array_prefixes):
+        if single and level == 0:
+            at = np.flatnonzero(feature_chars)
+            records.append((at, prefix, np.ones(len(at), dtype=np.int64)))
+            continue
+        level_depth = level + (1 if single else 2)
+        at = np.flatnonzero(opens & (depth == level_depth))
+        children = positions if level == last else opens & (depth == level_depth + 1)
+        running = np.cumsum(children, dtype=np.int64)
+        records.append((at, prefix, running[np.flatnonzero(closes & (depth == level_depth))] - running[at]))
+    at_positions = np.flatnonzero(positions)
+    if 2 * len(at_positions) != len(doubles):
+        raise AssertionError("a position without exactly two numbers passed the skeleton check")
+
+    written = np.zeros(len(skeleton), dtype=np.int64)  # bytes each character writes
+    blocks = []
+    for at, prefix, counts in records:
+        block = np.empty((len(at), len(prefix) + 4), dtype=np.uint8)
+        block[:, : len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
+        block[:, len(prefix) :] = counts.astype("<u4").view(np.uint8).reshape(-1, 4)
+        blocks.append((at, written[at], block))
+        written[at] += block.shape[1]
+    if layout.position_prefix:
+        block = np.tile(np.frombuffer(layout.position_prefix, dtype=np.uint8), (len(at_positions), 1))
+        blocks.append((at_positions, written[at_positions], block))
+        written[at_positions] += block.shape[1]
+    written[at_positions] += 16
+
+    ends = np.cumsum(written)
+    starts = ends - written
+    out = np.empty(int(ends[-1]), dtype=np.uint8)
+    is_record = np.zeros(len(out), dtype=bool)
+    for at, offset, block in blocks:
+        where = (starts[at] + offset)[:, None] + np.arange(block.shape[1])
+        out[where] = block
+        is_record[where] = True
+    out[~is_record] = doubles.astype("<f8", copy=False).view(np.uint8)  # the rest, in order: coordinates
+    owners = np.cumsum(feature_chars)[at_positions] - 1
+    return out, starts[feature_chars], owners

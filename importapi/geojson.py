@@ -6,9 +6,9 @@ the ``COPY`` itself. Most files CKAN users upload are the simple case, and for i
 same job in one pass:
 
 * features are read in batches of about 2 MB, so memory stays flat on large files;
-* :mod:`importapi.ewkb` makes each batch's geometries multi-type EWKB with SRID 4326 and leaves out
-  features with coordinates outside ±180/±90, in worker processes where the machine has more CPUs, while
-  this process decodes the next batches' properties and feeds ``COPY``;
+* each batch is decoded once, properties into typed objects and geometries' coordinates left as text, and
+  :mod:`importapi.ewkb` makes the batch's geometries multi-type EWKB with SRID 4326 in a few vectorised
+  passes, leaving out features with coordinates outside ±180/±90;
 * properties get the column names and types the ogr2ogr path ends with (GDAL's PostgreSQL name
   laundering; ``integer``, ``numeric`` for floats and 64-bit integers, ``character varying`` for text and
   booleans), widened in place when a later feature needs it.
@@ -24,12 +24,10 @@ from __future__ import annotations
 import functools
 import gc
 import operator
-import os
 import re
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import compress, repeat
@@ -42,14 +40,12 @@ import psycopg
 from psycopg import sql
 
 from .errors import ImportTimeout
-from .ewkb import NULL, SRID, Encoders, GeometryBatch, NotSimple
+from .ewkb import NULL, SRID, GeometryBatch, NotSimple, RawGeometry, encode, encode_raw
 
 __all__ = ["BATCH_BYTES", "FastLoad", "NotSimple", "launder", "load"]
 
 BATCH_BYTES = 2 << 20
 """Bytes of features decoded per call."""
-MAX_GEOMETRY_WORKERS = 4
-"""Geometry worker processes at most (one per CPU this process may use, see :func:`load`)."""
 
 _MAX_BUFFER = 64 << 20
 """A single feature larger than this goes to GDAL (its reader streams inside features)."""
@@ -85,9 +81,9 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 
 # --- typed decoding ---------------------------------------------------------------------------------------
-# The usual batch's properties are decoded by msgspec straight into these classes (geometries are skipped:
-# the geometry workers decode them): it checks the structure in C and builds fewer objects than general
-# JSON decoding. A batch they do not describe (a string id, nested properties...) fails validation and is
+# The usual batch is decoded by msgspec straight into these classes (properties typed, geometries' coordinates
+# left as JSON text for :func:`ewkb.encode_raw`): it checks the structure in C and builds fewer objects than
+# general JSON decoding. A batch they do not describe (a string id, nested properties...) fails validation and is
 # decoded by orjson into plain objects, which the general checks then judge, so both routes accept and
 # reject exactly the same files.
 
@@ -99,6 +95,7 @@ _Value = str | _Int | float | bool | None
 
 class _Feature(msgspec.Struct, tag="Feature", tag_field="type"):
     properties: dict[str, _Value] | None = None
+    geometry: RawGeometry | None = None
     id: _Int | float | None = None
 
 
@@ -159,14 +156,11 @@ def load(
     *,
     logged: bool,
     deadline: float,
-    geometry_workers_from: int | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> FastLoad:
     """Create ``table`` and COPY the features of the GeoJSON file at ``path`` into it.
 
-    ``conn`` must be in autocommit mode; ``deadline`` is a ``time.monotonic()`` value. The geometries of
-    a file of ``geometry_workers_from`` bytes or more (None: never) are encoded in worker processes: as
-    many as this process may use CPUs, up to :data:`MAX_GEOMETRY_WORKERS`, none on a single CPU. Raises
+    ``conn`` must be in autocommit mode; ``deadline`` is a ``time.monotonic()`` value. Raises
     :class:`NotSimple` when the file needs GDAL (the caller drops the table and falls back) and
     :class:`ImportTimeout` past the deadline.
     """
@@ -176,25 +170,14 @@ def load(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        # The workers are forked before this process starts a thread of its own (the warm-up)
-        with Encoders(path, _geometry_workers(size, geometry_workers_from)) as encoders:
-            return _load(path, encoders, conn, table, size, logged=logged, deadline=deadline, on_progress=on_progress)
+        return _load(path, conn, table, size, logged=logged, deadline=deadline, on_progress=on_progress)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _geometry_workers(size: int, from_bytes: int | None) -> int:
-    """One worker per CPU this process may use, at most :data:`MAX_GEOMETRY_WORKERS`, none on one CPU."""
-    if from_bytes is None or size < from_bytes:
-        return 0  # for a batch or two, forking workers costs more than it overlaps
-    cpus = len(os.sched_getaffinity(0))
-    return min(cpus, MAX_GEOMETRY_WORKERS) if cpus > 1 else 0
-
-
 def _load(
     path: Path,
-    encoders: Encoders,
     conn: psycopg.Connection,
     table: sql.Composable,
     size: int,
@@ -208,18 +191,13 @@ def _load(
         reader = _Reader(handle, columns)
         result = FastLoad(layer_name=_layer_name(reader.header, path), columns=columns)
         writer = _TableWriter(conn, table, logged=logged, result=result, warming=_warm_up(conn))
-        # Batches wait here, decoded, for their geometries: enough of them that no worker is ever idle
-        waiting: deque[tuple[list[Any], int]] = deque()
         try:
             for batch in reader.batches():
                 if time.monotonic() > deadline:
                     raise ImportTimeout("Loading the layer took longer than allowed")
-                encoders.submit(batch.start, batch.end, batch.text)
-                waiting.append((batch.features, batch.end))
-                if len(waiting) > encoders.ahead:
-                    _write_batch(writer, result, *waiting.popleft(), encoders.result(), size, on_progress)
-            while waiting:
-                _write_batch(writer, result, *waiting.popleft(), encoders.result(), size, on_progress)
+                _write_batch(writer, result, batch.features, _geometry_column(batch))
+                if on_progress is not None:
+                    on_progress(round(100.0 * batch.end / size, 1))
         except BaseException as error:
             writer.abort(error)
             raise
@@ -229,17 +207,18 @@ def _load(
     return result
 
 
-def _write_batch(
-    writer: _TableWriter,
-    result: FastLoad,
-    features: list[Any],
-    end: int,
-    column: GeometryBatch,
-    size: int,
-    on_progress: Callable[[float], None] | None,
-) -> None:
+def _geometry_column(batch: _Batch) -> GeometryBatch:
+    """The batch's geometries: from the coordinates the typed decoder left as text, or read again."""
+    if batch.features and isinstance(batch.features[0], _Feature):
+        column = encode_raw([feature.geometry for feature in batch.features])
+        if column is not None:
+            return column
+    return encode(batch.text)
+
+
+def _write_batch(writer: _TableWriter, result: FastLoad, features: list[Any], column: GeometryBatch) -> None:
     if column.count != len(features):
-        raise NotSimple("the geometry worker read another number of features")
+        raise NotSimple("the geometry column has another number of features")
     if column.family is not None and column.family != result.geometry_type:
         if result.geometry_type is not None:
             raise NotSimple(f"mixed geometry types ({result.geometry_type}, {column.family})")
@@ -250,8 +229,6 @@ def _write_batch(
         properties = [item for index, item in enumerate(properties) if index not in left_out]
         result.removed += len(column.removed)
     writer.write(properties, column.geometries)
-    if on_progress is not None:
-        on_progress(round(100.0 * end / size, 1))
 
 
 def _warm_up(conn: psycopg.Connection) -> threading.Thread:
@@ -383,16 +360,15 @@ class _Reader:
         features = _decode(text, self.known)
         if features is None:
             return None
-        return _Batch(features, text, self.offset, self.offset + length)
+        return _Batch(features, text, self.offset + length)
 
 
 @dataclass(frozen=True)
 class _Batch:
-    """Features ``start:end`` of the file (bytes), decoded, and as the JSON array text they were decoded from."""
+    """A run of features, decoded, as the JSON array text they were decoded from, and where it ends in the file."""
 
     features: list[Any]
     text: bytes
-    start: int
     end: int
 
 

@@ -230,7 +230,6 @@ def _fast_geojson(
             table,
             logged=settings.layer_tables_logged and FAST_PATH_LOGGED_LOAD,
             deadline=deadline,
-            geometry_workers_from=_geometry_workers_from(settings),
             on_progress=lambda p: report_progress("loading", p),
         )
         loaded.append(outcome)
@@ -256,13 +255,6 @@ def _fast_geojson(
         driver="GeoJSON (fast path)",
         timings=clock.timings,
     )
-
-
-def _geometry_workers_from(settings: Settings) -> int | None:
-    """File size from which the fast path encodes geometries in worker processes (None: never)."""
-    if not settings.import_geometry_workers:
-        return None
-    return int(settings.import_geometry_workers_from_mb * 1024 * 1024)
 
 
 def _through_staging(

@@ -1,26 +1,27 @@
-"""The geometry column of the GeoJSON fast path, encoded here or in forked worker processes."""
+"""The geometry column of the GeoJSON fast path: the raw route gives exactly what the typed route gives."""
 
 from __future__ import annotations
 
-import os
-import signal
-from pathlib import Path
+import json
+from typing import Any
 
-import orjson
+import msgspec
 import pytest
 import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from importapi.ewkb import NULL, Encoders, NotSimple, encode
+from importapi.ewkb import NULL, GeometryBatch, NotSimple, RawGeometry, encode, encode_raw
 
 from .conftest import feature, polygon
 
 
-def point(x: float, y: float) -> dict:
-    return {"type": "Point", "coordinates": [x, y]}
+def point(x: float, y: float, *more: float) -> dict:
+    return {"type": "Point", "coordinates": [x, y, *more]}
 
 
 def features_text(*features: dict) -> bytes:
-    return orjson.dumps(list(features))
+    return json.dumps(list(features)).encode()  # json: integers past 64 bits too
 
 
 def test_encode_gives_multi_ewkb_leaves_out_features_out_of_range_and_keeps_missing_geometries() -> None:
@@ -62,51 +63,105 @@ def test_encode_judges_batches_of_both_decoding_routes_alike(features: tuple, re
         encode(features_text(*features))
 
 
-def _ranges(text: bytes, pieces: list[bytes]) -> list[tuple[int, int]]:
-    """Byte ranges of each piece (a run of features) in the file."""
-    ranges, start = [], 0
-    for piece in pieces:
-        start = text.index(piece, start)
-        ranges.append((start, start + len(piece)))
-        start += len(piece)
-    return ranges
+def raw_geometries(*geometries: Any) -> list[RawGeometry | None]:
+    """The geometries as geojson's typed decoder gives them (coordinates left as JSON text)."""
+    return msgspec.json.decode(json.dumps(list(geometries)), type=list[RawGeometry | None])
 
 
-def test_workers_answer_in_submission_order_as_this_process_does(tmp_path: Path) -> None:
-    batches = [[feature(point(i + k, k)) for k in range(50)] for i in range(7)]
-    batches[3][4] = feature(point(500, 0))
-    pieces = [orjson.dumps(batch)[1:-1] for batch in batches]
-    text = b'{"type": "FeatureCollection", "features": [' + b",".join(pieces) + b"]}"
-    path = tmp_path / "points.geojson"
-    path.write_bytes(text)
-    ranges = _ranges(text, pieces)
-
-    answers = {}
-    for workers in (0, 3):
-        with Encoders(path, workers) as encoders:
-            pids = [worker.pid for worker in encoders._workers]
-            for start, end in ranges:
-                encoders.submit(start, end, b"[" + text[start:end] + b"]")
-            answers[workers] = [encoders.result() for _ in ranges]
-        for pid in pids:  # reaped: no zombie, no orphan left running
-            assert not Path(f"/proc/{pid}").exists()
-
-    assert len(pids) == 3
-    assert answers[3] == answers[0]
-    assert [len(column.geometries) for column in answers[3]] == [50, 50, 50, 49, 50, 50, 50]
-    assert answers[3][3].removed == [4]
+def both_routes(*geometries: Any) -> tuple[GeometryBatch | NotSimple, GeometryBatch | None]:
+    """(the typed route's column or its NotSimple, the raw route's column or None)."""
+    text = features_text(*({"type": "Feature", "properties": {}, "geometry": g} for g in geometries))
+    try:
+        typed: GeometryBatch | NotSimple = encode(text)
+    except NotSimple as reason:
+        typed = reason
+    return typed, encode_raw(raw_geometries(*geometries))
 
 
-def test_a_worker_that_dies_makes_the_batch_not_simple(tmp_path: Path) -> None:
-    piece = orjson.dumps([feature(point(1, 1))])[1:-1]
-    path = tmp_path / "one.geojson"
-    path.write_bytes(b'{"type": "FeatureCollection", "features": [' + piece + b"]}")
-    start = path.read_bytes().index(piece)
+def line(*xy: float) -> list[list[float]]:
+    return [list(xy[i : i + 2]) for i in range(0, len(xy), 2)]
 
-    with Encoders(path, 2) as encoders:
-        os.kill(encoders._workers[0].pid, signal.SIGKILL)
-        encoders.submit(start, start + len(piece), b"[" + piece + b"]")
-        encoders.submit(start, start + len(piece), b"[" + piece + b"]")
-        with pytest.raises(NotSimple, match="ended early"):
-            encoders.result()
-        assert encoders.result().geometries  # the other worker still answers
+
+def test_raw_route_gives_the_typed_routes_bytes_for_every_family() -> None:
+    ring = line(0, 0, 1, 0, 1, 1, 0, 0)
+    batches = [
+        [point(1.5, -2), None, {"type": "MultiPoint", "coordinates": line(3, 4, 190, 0)}, point(-180, 90)],
+        [{"type": "LineString", "coordinates": line(0, 0, 1, 1)}, {"type": "MultiLineString", "coordinates": [ring]}],
+        [{"type": "Polygon", "coordinates": [ring, ring]}, None, {"type": "MultiPolygon", "coordinates": [[ring]] * 3}],
+        [{"type": "Polygon", "coordinates": [line(0, 0, 1e-7, 5e300, 0, 0)]}],  # a coordinate far out: left out
+        [point(0, 0)] * 3,
+        [None, None],
+    ]
+    for geometries in batches:
+        typed, raw = both_routes(*geometries)
+        assert raw is not None and raw == typed
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        point(1, 2, 3),  # Z: the typed route keeps XY
+        {"type": "LineString", "coordinates": [[1, 2, 3], [4]]},  # as many numbers as XY pairs, unevenly
+        {"type": "LineString", "coordinates": [[1, [2]], [3, 4]]},
+        {"type": "LineString", "coordinates": [1, [2, 3, 4]]},
+        {"type": "Polygon", "coordinates": [[[1, 2], [3, 4]], []]},
+        {"type": "Polygon", "coordinates": []},
+        {"type": "Polygon", "coordinates": [[[[1, 2]]]]},  # a multipolygon's nesting under a polygon's type
+        {"type": "MultiPoint", "coordinates": [[1, "2"]]},
+        {"type": "MultiPoint", "coordinates": [[1, True]]},
+        {"type": "MultiPoint", "coordinates": [[1, None]]},
+        {"type": "Point", "coordinates": [10**30, 1]},  # past 64 bits: simdjson does not read it
+    ],
+)
+def test_raw_route_leaves_unusual_coordinates_to_the_typed_route(geometry: dict) -> None:
+    typed, raw = both_routes(point(0, 0), geometry)
+    assert raw is None, typed
+
+
+def test_raw_route_leaves_mixed_families_to_the_typed_route() -> None:
+    typed, raw = both_routes(point(0, 0), {"type": "LineString", "coordinates": line(0, 0, 1, 1)})
+    assert raw is None and isinstance(typed, NotSimple)
+
+
+_NUMBER = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(min_value=-200, max_value=200),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),  # what simdjson reads as integers
+    st.sampled_from([0, -0.0, 180, -180, 90, -90, 180.0000001, 1e-320]),
+)
+_POSITION = st.lists(_NUMBER, min_size=2, max_size=2)
+_ODD_NUMBER = st.one_of(_NUMBER, st.integers(), st.booleans(), st.none(), st.just("1"))
+_ODD_POSITION = st.one_of(_POSITION, st.lists(_ODD_NUMBER, min_size=0, max_size=4), st.just([[1, 2]]))
+
+
+def _geometries(position: st.SearchStrategy) -> st.SearchStrategy:
+    points = st.lists(position, min_size=1, max_size=4)
+    parts = st.lists(points, min_size=1, max_size=3)
+    return st.one_of(
+        st.builds(lambda c: {"type": "Point", "coordinates": c}, position),
+        st.builds(lambda c: {"type": "MultiPoint", "coordinates": c}, points),
+        st.builds(lambda c: {"type": "LineString", "coordinates": c}, points),
+        st.builds(lambda c: {"type": "MultiLineString", "coordinates": c}, parts),
+        st.builds(lambda c: {"type": "Polygon", "coordinates": c}, parts),
+        st.builds(lambda c: {"type": "MultiPolygon", "coordinates": c}, st.lists(parts, min_size=1, max_size=2)),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), _geometries(_ODD_POSITION)), max_size=6))
+def test_raw_route_agrees_with_the_typed_route_or_declines(geometries: list[Any]) -> None:
+    typed, raw = both_routes(*geometries)
+    if isinstance(typed, NotSimple):
+        assert raw is None
+    elif raw is not None:
+        assert raw == typed
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["Point", "LineString", "Polygon"]), st.data())
+def test_raw_route_takes_every_usual_batch(family: str, data: st.DataObject) -> None:
+    """Two numbers per position, one family, single and multi geometries mixed or not: never declined."""
+    geometries = data.draw(st.lists(st.one_of(st.none(), _geometries(_POSITION)), max_size=6))
+    geometries = [g for g in geometries if g is None or g["type"].removeprefix("Multi") == family]
+    typed, raw = both_routes(*geometries)
+    assert raw is not None and raw == typed

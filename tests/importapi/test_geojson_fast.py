@@ -55,13 +55,6 @@ def _comparable(value: Any) -> Any:
     return f"{value:.14g}" if isinstance(value, Decimal) else value
 
 
-def workers_for_every_file(settings: Settings, geometry_workers: bool = True) -> Settings:
-    """Settings whose fast path encodes geometries in worker processes whatever the file's size (or never)."""
-    return settings.model_copy(
-        update={"import_geometry_workers": geometry_workers, "import_geometry_workers_from_mb": 0}
-    )
-
-
 def both_ways(
     settings: Settings, pg: psycopg.Connection, path: Path, gdal_geometry: str | None = None
 ) -> tuple[Any, Any]:
@@ -147,12 +140,8 @@ def test_lines_and_mixed_polygons_match_gdal(settings: Settings, pg: psycopg.Con
     assert fast.driver == FAST and fast.removed_features == 1
 
 
-@pytest.mark.parametrize("geometry_workers", [True, False], ids=["geometry workers", "in process"])
-def test_schema_widens_across_batches(
-    geometry_workers: bool, settings: Settings, pg: psycopg.Connection, tmp_path: Path
-) -> None:
+def test_schema_widens_across_batches(settings: Settings, pg: psycopg.Connection, tmp_path: Path) -> None:
     """Later features add a column, turn integers into floats and nulls into numbers, past the first batch."""
-    settings = workers_for_every_file(settings, geometry_workers)
     first = [feature(point(i % 90, 0), label=f"{'x' * 200}{i}", amount=i, later_number=None) for i in range(12000)]
     last = [feature(point(1, 1), label="tab\there \\ and\nnewline", amount=0.5, later_number=3, extra="new")]
     path = tmp_path / "widen.geojson"
@@ -210,12 +199,10 @@ def test_number_spellings_and_sparse_columns_match_gdal(
     assert [row[2] for row in rows[:3]] == ["row\t0\\", None, "row\t2\\"]
 
 
-@pytest.mark.parametrize("geometry_workers", [True, False], ids=["geometry workers", "in process"])
 def test_batches_the_typed_decoders_do_not_describe_match_gdal(
-    geometry_workers: bool, settings: Settings, pg: psycopg.Connection, tmp_path: Path
+    settings: Settings, pg: psycopg.Connection, tmp_path: Path
 ) -> None:
     """Later batches of known columns decode into structs, a new column or an integer past int64 not."""
-    settings = workers_for_every_file(settings, geometry_workers)
     first = [feature(point(i % 90, 1), n=i, label=f"{'x' * 200}{i}") for i in range(25000)]
     first[15000] = {"type": "Feature", "properties": None, "geometry": point(4, 4)}  # in the second batch
     first[15001] = feature(point(5, 5), label="only a label")
@@ -274,8 +261,7 @@ def test_unusual_files_go_to_gdal(
 def test_geometry_families_that_differ_between_batches_go_to_gdal(
     settings: Settings, pg: psycopg.Connection, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Each batch's geometries are encoded apart (in a worker): a later batch of another family is caught."""
-    settings = workers_for_every_file(settings)
+    """Each batch's geometries are encoded apart: a later batch of another family is caught."""
     points = [feature(point(i % 90, 1), label=f"{'x' * 200}{i}") for i in range(12000)]
     path = tmp_path / "families.geojson"
     path.write_bytes(geojson(*points, feature(polygon(3, 4), label="late polygon")))

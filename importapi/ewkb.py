@@ -16,7 +16,6 @@ coordinate outside ±180/±90 is left out and its index reported. Two routes giv
 
 from __future__ import annotations
 
-import binascii
 import functools
 import re
 import struct
@@ -279,6 +278,8 @@ _LAYOUTS = {
 }
 _NUMBERS_AND_SPACES = b"0123456789.-+eE \t\n\r"
 _OPEN, _CLOSE, _POSITION = b"[]P"
+_BRACKETS_TO_SPACES = bytes.maketrans(b"[]", b"  ")
+_PIECE_BYTES = 4 << 20
 
 
 @functools.cache
@@ -295,22 +296,22 @@ def encode_raw(geometries: Sequence[RawGeometry | None]) -> GeometryBatch | None
     present = [geometry for geometry in geometries if geometry is not None]
     if not present:
         return GeometryBatch(len(geometries), None, [NULL] * len(geometries), [])
-    joined = _join(present)
-    if joined is None:
+    family, single, text = _join(present) or (None, False, b"")
+    if family is None:
         return None
-    family, single, text = joined
     layout = _LAYOUTS[family]
-    skeleton = text.translate(None, _NUMBERS_AND_SPACES).replace(b"[,]", b"P")
+    skeleton = b"[" + text.translate(None, _NUMBERS_AND_SPACES).replace(b"[,]", b"P") + b"]"
     if layout.shapes[single].fullmatch(skeleton) is None:
         return None  # Z values, empty parts, one geometry nested deeper than its type says, a string...
-    doubles = _doubles(text)
+    doubles = _doubles(text, 2 * skeleton.count(b"P"))
     if doubles is None:
         return None
-    out, starts, owners = _assemble(layout, single, np.frombuffer(skeleton, dtype=np.uint8), doubles)
-    hexed = binascii.hexlify(out).decode("ascii")
+    del text  # the coordinates' text: the largest object here, no longer needed
+    out, starts, sizes = _assemble(layout, single, skeleton, doubles)
+    hexed = out.data.hex()
     ends = (2 * starts[1:]).tolist() + [len(hexed)]
     texts = [hexed[start:end] for start, end in zip((2 * starts).tolist(), ends, strict=True)]
-    left_out = _outside(doubles, owners)
+    left_out = _outside(doubles, sizes)
     if len(present) == len(geometries) and not left_out:
         return GeometryBatch(len(geometries), family, texts, [])
     column, removed = [], []
@@ -328,7 +329,7 @@ def encode_raw(geometries: Sequence[RawGeometry | None]) -> GeometryBatch | None
 
 
 def _join(geometries: list[RawGeometry]) -> tuple[str, bool, bytes] | None:
-    """(family, whether all are single geometries, their coordinates as one JSON array), or None.
+    """(family, whether all are single geometries, their coordinates joined by commas), or None.
 
     A batch mixing single and multi geometries of one family has its single ones wrapped in brackets: a
     polygon's coordinates are then those of a multipolygon of one polygon.
@@ -347,28 +348,48 @@ def _join(geometries: list[RawGeometry]) -> tuple[str, bool, bytes] | None:
             geometry.coordinates if _FAMILIES[geometry.type][1] else b"[" + geometry.coordinates + b"]"
             for geometry in geometries
         ]
-    return families.pop(), multi == {False}, b"[" + b",".join(pieces) + b"]"
+    return families.pop(), multi == {False}, b",".join(pieces)
 
 
-def _outside(doubles: np.ndarray, owners: np.ndarray) -> set[int]:
-    """The features (numbers within the batch) with a position outside ±180/±90."""
+def _outside(doubles: np.ndarray, sizes: np.ndarray) -> set[int]:
+    """The features (numbers within the batch, of ``sizes`` positions each) with a position outside
+    ±180/±90."""
     xs, ys = doubles[0::2], doubles[1::2]
     if xs.min() >= -180 and xs.max() <= 180 and ys.min() >= -90 and ys.max() <= 90:
         return set()
     outside = (xs < -180) | (xs > 180) | (ys < -90) | (ys > 90)
+    owners = np.repeat(np.arange(len(sizes)), sizes)
     return set(np.unique(owners[outside]).tolist())
 
 
-def _doubles(text: bytes) -> np.ndarray | None:
-    """Every number of ``text`` in order, as doubles; None when one is not a number simdjson reads."""
-    try:
-        return np.frombuffer(_flatten(text), dtype=np.float64)
-    except (ValueError, TypeError, RuntimeError):  # not a number, a number past 64 bits or a double's range
-        return None
+def _doubles(text: bytes, count: int) -> np.ndarray | None:
+    """The ``count`` numbers of ``text`` in order, as doubles; None when one is not a number simdjson reads.
+
+    ``text`` passed the skeleton check: numbers, brackets, commas and spaces only. A piece of it cut at
+    commas, its brackets blanked, is a flat list of numbers; pieces of at most :data:`_PIECE_BYTES` keep
+    the parser's memory (several times its input) bounded whatever the size of one geometry.
+    """
+    doubles = np.empty(count, dtype=np.float64)
+    filled = start = 0
+    while start < len(text):
+        end = len(text) if len(text) - start <= _PIECE_BYTES else text.rfind(b",", start, start + _PIECE_BYTES)
+        if end <= start:
+            return None  # a number longer than a piece
+        try:
+            numbers = _parse_numbers(b"[" + text[start:end].translate(_BRACKETS_TO_SPACES) + b"]")
+        except (ValueError, TypeError, RuntimeError):  # not a number, past 64 bits or a double's range
+            return None
+        piece = np.frombuffer(numbers, dtype=np.float64)
+        if filled + len(piece) > count:
+            return None
+        doubles[filled : filled + len(piece)] = piece
+        filled += len(piece)
+        start = end + 1
+    return doubles if filled == count else None
 
 
-def _flatten(text: bytes) -> Any:
-    document = _parser().parse(text)
+def _parse_numbers(array_text: bytes) -> Any:
+    document = _parser().parse(array_text)
     try:
         return document.as_buffer(of_type="d")
     finally:
@@ -376,57 +397,77 @@ def _flatten(text: bytes) -> Any:
 
 
 def _assemble(
-    layout: _Layout, single: bool, skeleton: np.ndarray, doubles: np.ndarray
+    layout: _Layout, single: bool, skeleton: bytes, doubles: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The batch's EWKB, where each feature's starts in it, and which feature each position belongs to.
+    """The batch's EWKB, where each feature starts in it, and how many positions each feature has.
 
-    ``skeleton`` is the batch's skeleton (arrays and positions ``P``), ``doubles`` its numbers. Each
-    character of the skeleton writes its records: an opening bracket the record of its array (a single
-    geometry's feature record too, with a count of one), a ``P`` its position's.
+    ``skeleton`` is the batch's checked skeleton (arrays and positions ``P``), ``doubles`` its numbers.
+    The records are written in skeleton order: an opening bracket writes its array's record (for a single
+    geometry the first part's bracket also writes the feature's record, with a count of one), a ``P`` its
+    position's. The work is done on the brackets alone (a few per feature), then the coordinates are
+    copied into the bytes the records leave free.
     """
-    opens, closes, positions = skeleton == _OPEN, skeleton == _CLOSE, skeleton == _POSITION
-    depth = np.cumsum(opens, dtype=np.int32) - np.cumsum(closes, dtype=np.int32) + closes
-    last = len(layout.array_prefixes) - 1
-    # The batch is the array at depth 1; a feature's array at depth 2 (for a single geometry the feature
-    # record has no array of its own: it is written where its first part or its position begins)
-    feature_chars = positions if single and last == 0 else opens & (depth == 2)
-    records: list[tuple[np.ndarray, bytes, np.ndarray]] = []
-    for level, prefix in enumerate(layout.array_prefixes):
-        if single and level == 0:
-            at = np.flatnonzero(feature_chars)
-            records.append((at, prefix, np.ones(len(at), dtype=np.int64)))
-            continue
-        level_depth = level + (1 if single else 2)
-        at = np.flatnonzero(opens & (depth == level_depth))
-        children = positions if level == last else opens & (depth == level_depth + 1)
-        running = np.cumsum(children, dtype=np.int64)
-        records.append((at, prefix, running[np.flatnonzero(closes & (depth == level_depth))] - running[at]))
-    at_positions = np.flatnonzero(positions)
-    if 2 * len(at_positions) != len(doubles):
+    chars = np.frombuffer(skeleton.replace(b",", b""), dtype=np.uint8)
+    count = len(chars) - int(np.count_nonzero(chars == _OPEN)) * 2  # positions
+    if 2 * count != len(doubles):
         raise AssertionError("a position without exactly two numbers passed the skeleton check")
+    position_bytes = len(layout.position_prefix) + 16
+    if single and len(layout.array_prefixes) == 1:  # points: one fixed-size feature per position
+        return _points(layout, doubles, count)
 
-    written = np.zeros(len(skeleton), dtype=np.int64)  # bytes each character writes
-    blocks = []
-    for at, prefix, counts in records:
+    brackets = np.flatnonzero(chars != _POSITION)
+    opening = chars[brackets] == _OPEN
+    depth = np.cumsum(np.where(opening, 1, -1), dtype=np.int32) + ~opening  # of the array opened or closed
+    before = brackets - np.arange(len(brackets))  # positions before each bracket
+    last = len(layout.array_prefixes) - 1
+    record_bytes = np.zeros(len(brackets), dtype=np.int64)
+    records = []
+    for level, prefix in enumerate(layout.array_prefixes):
+        level_depth = max(2, level + (1 if single else 2))
+        at = np.flatnonzero(opening & (depth == level_depth))
+        if single and level == 0:
+            counts = np.ones(len(at), dtype=np.int64)
+        else:
+            closing = np.flatnonzero(~opening & (depth == level_depth))
+            if level == last:
+                counts = before[closing] - before[at]
+            else:
+                children = np.cumsum(opening & (depth == level_depth + 1), dtype=np.int64)
+                counts = children[closing] - children[at]
         block = np.empty((len(at), len(prefix) + 4), dtype=np.uint8)
         block[:, : len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
         block[:, len(prefix) :] = counts.astype("<u4").view(np.uint8).reshape(-1, 4)
-        blocks.append((at, written[at], block))
-        written[at] += block.shape[1]
-    if layout.position_prefix:
-        block = np.tile(np.frombuffer(layout.position_prefix, dtype=np.uint8), (len(at_positions), 1))
-        blocks.append((at_positions, written[at_positions], block))
-        written[at_positions] += block.shape[1]
-    written[at_positions] += 16
+        records.append((at, record_bytes[at], block))
+        record_bytes[at] += block.shape[1]
 
-    ends = np.cumsum(written)
-    starts = ends - written
-    out = np.empty(int(ends[-1]), dtype=np.uint8)
+    headers_through = np.cumsum(record_bytes)
+    starts = headers_through - record_bytes + before * position_bytes
+    out = np.empty(int(headers_through[-1]) + count * position_bytes, dtype=np.uint8)
     is_record = np.zeros(len(out), dtype=bool)
-    for at, offset, block in blocks:
-        where = (starts[at] + offset)[:, None] + np.arange(block.shape[1])
-        out[where] = block
-        is_record[where] = True
-    out[~is_record] = doubles.astype("<f8", copy=False).view(np.uint8)  # the rest, in order: coordinates
-    owners = np.cumsum(feature_chars)[at_positions] - 1
-    return out, starts[feature_chars], owners
+    for at, offset, block in records:
+        _scatter(out, is_record, starts[at] + offset, block)
+    if layout.position_prefix:
+        position_starts = np.repeat(headers_through[:-1], np.diff(before)) + np.arange(count) * position_bytes
+        block = np.tile(np.frombuffer(layout.position_prefix, dtype=np.uint8), (count, 1))
+        _scatter(out, is_record, position_starts, block)
+    out[~is_record] = doubles.astype("<f8", copy=False).view(np.uint8)  # the bytes left, in order
+    features = np.flatnonzero(opening & (depth == 2))
+    feature_ends = np.flatnonzero(~opening & (depth == 2))
+    return out, starts[features], before[feature_ends] - before[features]
+
+
+def _points(layout: _Layout, doubles: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_assemble` for single points: each one a multipoint of one point, all the same size."""
+    (feature_prefix,) = layout.array_prefixes
+    heads = feature_prefix + _COUNT.pack(1) + layout.position_prefix
+    records = np.empty((count, len(heads) + 16), dtype=np.uint8)
+    records[:, : len(heads)] = np.frombuffer(heads, dtype=np.uint8)
+    records[:, len(heads) :] = doubles.astype("<f8", copy=False).view(np.uint8).reshape(-1, 16)
+    return records.reshape(-1), np.arange(count) * records.shape[1], np.ones(count, dtype=np.int64)
+
+
+def _scatter(out: np.ndarray, is_record: np.ndarray, starts: np.ndarray, block: np.ndarray) -> None:
+    """Write ``block``'s rows at ``starts`` in ``out`` and mark those bytes taken."""
+    where = starts[:, None] + np.arange(block.shape[1])
+    out[where] = block
+    is_record[where] = True

@@ -356,7 +356,7 @@ class _Reader:
 
     def _batch(self, length: int) -> _Batch | None:
         """The buffer's first ``length`` bytes as a batch, or None when they are not a run of JSON values."""
-        text = b"[" + self.buffer[:length] + b"]"
+        text = b"".join((b"[", memoryview(self.buffer)[:length], b"]"))  # one copy, not two
         features = _decode(text, self.known)
         if features is None:
             return None

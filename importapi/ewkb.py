@@ -47,7 +47,7 @@ _WKB_TYPES = {"MultiPoint": 4, "MultiLineString": 5, "MultiPolygon": 6}
 _ONE_POINT = struct.Struct("<BIIIBIdd")
 _HEAD = struct.Struct("<BIII")
 _PART_HEAD = struct.Struct("<BII")
-_LINE_HEAD = struct.Struct("<BI")
+_PART_PREFIX = struct.Struct("<BI")  # byte order, type
 _COUNT = struct.Struct("<I")
 _POINT = struct.Struct("<BIdd")
 _MULTIPOINT_EWKB = _EWKB_SRID_FLAG | 4
@@ -204,7 +204,7 @@ def _encode(target: str, is_multi: bool, coordinates: Any) -> str | None:
             inside = inside and -180 <= x <= 180 and -90 <= y <= 90
             chunks.append(_POINT.pack(1, 1, x, y))
         elif target == "MultiLineString":
-            chunks.append(_LINE_HEAD.pack(1, 2))
+            chunks.append(_PART_PREFIX.pack(1, 2))
             inside = _pack_ring(part, chunks) and inside
         else:
             if not part:
@@ -266,15 +266,16 @@ class _Layout:
 
 
 _FEATURE_PREFIX = struct.Struct("<BII")  # byte order, type with the SRID flag, SRID
-_PART_PREFIX = struct.Struct("<BI")  # byte order, type
+
+
+def _feature_prefix(family: str) -> bytes:
+    return _FEATURE_PREFIX.pack(1, _EWKB_SRID_FLAG | _WKB_TYPES[family], SRID)
+
+
 _LAYOUTS = {
-    "MultiPoint": _Layout((_FEATURE_PREFIX.pack(1, _MULTIPOINT_EWKB, SRID),), _PART_PREFIX.pack(1, 1)),
-    "MultiLineString": _Layout(
-        (_FEATURE_PREFIX.pack(1, _EWKB_SRID_FLAG | 5, SRID), _PART_PREFIX.pack(1, 2)), position_prefix=b""
-    ),
-    "MultiPolygon": _Layout(
-        (_FEATURE_PREFIX.pack(1, _EWKB_SRID_FLAG | 6, SRID), _PART_PREFIX.pack(1, 3), b""), position_prefix=b""
-    ),
+    "MultiPoint": _Layout((_feature_prefix("MultiPoint"),), position_prefix=_PART_PREFIX.pack(1, 1)),
+    "MultiLineString": _Layout((_feature_prefix("MultiLineString"), _PART_PREFIX.pack(1, 2)), position_prefix=b""),
+    "MultiPolygon": _Layout((_feature_prefix("MultiPolygon"), _PART_PREFIX.pack(1, 3), b""), position_prefix=b""),
 }
 _NUMBERS_AND_SPACES = b"0123456789.-+eE \t\n\r"
 _OPEN, _CLOSE, _POSITION = b"[]P"
@@ -296,9 +297,10 @@ def encode_raw(geometries: Sequence[RawGeometry | None]) -> GeometryBatch | None
     present = [geometry for geometry in geometries if geometry is not None]
     if not present:
         return GeometryBatch(len(geometries), None, [NULL] * len(geometries), [])
-    family, single, text = _join(present) or (None, False, b"")
-    if family is None:
+    joined = _join(present)
+    if joined is None:
         return None
+    family, single, text = joined
     layout = _LAYOUTS[family]
     skeleton = b"[" + text.translate(None, _NUMBERS_AND_SPACES).replace(b"[,]", b"P") + b"]"
     if layout.shapes[single].fullmatch(skeleton) is None:
@@ -306,7 +308,7 @@ def encode_raw(geometries: Sequence[RawGeometry | None]) -> GeometryBatch | None
     doubles = _doubles(text, 2 * skeleton.count(b"P"))
     if doubles is None:
         return None
-    del text  # the coordinates' text: the largest object here, no longer needed
+    del joined, text  # the coordinates' text: the largest object here, no longer needed
     out, starts, sizes = _assemble(layout, single, skeleton, doubles)
     hexed = out.data.hex()
     ends = (2 * starts[1:]).tolist() + [len(hexed)]
@@ -329,17 +331,16 @@ def encode_raw(geometries: Sequence[RawGeometry | None]) -> GeometryBatch | None
 
 
 def _join(geometries: list[RawGeometry]) -> tuple[str, bool, bytes] | None:
-    """(family, whether all are single geometries, their coordinates joined by commas), or None.
+    """(family, whether all are single geometries, their coordinates joined by commas); None for a batch
+    of several families (:func:`encode` reports it).
 
     A batch mixing single and multi geometries of one family has its single ones wrapped in brackets: a
     polygon's coordinates are then those of a multipolygon of one polygon.
     """
     kinds = {geometry.type for geometry in geometries}
-    if not kinds <= _FAMILIES.keys():
-        return None
     families = {_FAMILIES[kind][0] for kind in kinds}
     if len(families) != 1:
-        return None  # mixed families: encode says so
+        return None
     multi = {_FAMILIES[kind][1] for kind in kinds}
     if len(multi) == 1:
         pieces: list[Any] = [geometry.coordinates for geometry in geometries]
@@ -407,14 +408,12 @@ def _assemble(
     position's. The work is done on the brackets alone (a few per feature), then the coordinates are
     copied into the bytes the records leave free.
     """
-    chars = np.frombuffer(skeleton.replace(b",", b""), dtype=np.uint8)
-    count = len(chars) - int(np.count_nonzero(chars == _OPEN)) * 2  # positions
-    if 2 * count != len(doubles):
-        raise AssertionError("a position without exactly two numbers passed the skeleton check")
+    count = len(doubles) // 2  # positions: :func:`_doubles` read exactly two numbers for each ``P``
     position_bytes = len(layout.position_prefix) + 16
     if single and len(layout.array_prefixes) == 1:  # points: one fixed-size feature per position
         return _points(layout, doubles, count)
 
+    chars = np.frombuffer(skeleton.replace(b",", b""), dtype=np.uint8)
     brackets = np.flatnonzero(chars != _POSITION)
     opening = chars[brackets] == _OPEN
     depth = np.cumsum(np.where(opening, 1, -1), dtype=np.int32) + ~opening  # of the array opened or closed

@@ -1,0 +1,113 @@
+"""The worker holding rq's scheduler is SIGKILLed: scheduled work resumes on another worker within 30 s.
+
+Two real ``./hdxrq.py worker --with-scheduler`` processes, each leading its own process group. The one
+whose scheduler process holds the lock of ``default_scheduler_q`` is killed, either with its scheduler
+(the whole group, as an OOM kill or a lost machine does: the lock lingers until it is seen to be stale)
+or alone (its scheduler process must stop with it, releasing the lock, rather than live on orphaned).
+A scheduled CKAN call made due at the moment of the kill must reach the fake CKAN within 30 s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+from rq.scheduler import RQScheduler
+from rq.utils import as_text
+
+from core import procs
+from core.connections import SERIALIZER
+from core.runtime import Runtime
+from scheduler import store
+from tests.conftest import HDXRQ_PY, ROOT
+from tests.fakes import FakeCkan
+from tests.waiting import wait_until
+
+from .conftest import SchedulerClock
+
+LOCK = RQScheduler.get_locking_key(store.QUEUE_NAME)
+RESUME_WITHIN_SEC = 30
+
+
+@pytest.fixture
+def worker_groups(settings_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[int], list[subprocess.Popen]]]:
+    """Start real workers with their scheduler, each the leader of its own process group."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(count: int) -> list[subprocess.Popen]:
+        env = {"PATH": os.environ.get("PATH", ""), **settings_env}
+        for number in range(count):
+            with (tmp_path / f"worker-{number}.log").open("wb") as log:
+                argv = [sys.executable, HDXRQ_PY, "worker", "--with-scheduler", store.QUEUE_NAME]
+                started.append(
+                    subprocess.Popen(
+                        argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+                )
+        return started
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in started:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def scheduler_of(runtime: Runtime) -> RQScheduler | None:
+    """The scheduler holding the lock of ``default_scheduler_q``, once its process has registered."""
+    name = runtime.redis.get(LOCK)
+    if name is None:
+        return None
+    try:
+        return RQScheduler.fetch(as_text(name), runtime.redis)
+    except Exception:  # acquired, not registered yet
+        return None
+
+
+def make_due_now(runtime: Runtime, job_id: str) -> None:
+    registry = ScheduledJobRegistry(store.QUEUE_NAME, connection=runtime.redis, serializer=SERIALIZER)
+    registry.schedule(Job.fetch(job_id, connection=runtime.redis, serializer=SERIALIZER), datetime.now(UTC))
+
+
+@pytest.mark.parametrize("victim", ["the worker and its scheduler", "the worker alone"])
+def test_scheduled_work_resumes_within_30s_after_the_scheduler_holder_is_sigkilled(
+    victim: str,
+    runtime: Runtime,
+    add_job: Callable[..., dict[str, Any]],
+    clock: SchedulerClock,
+    fake_ckan: FakeCkan,
+    worker_groups: Callable[[int], list[subprocess.Popen]],
+) -> None:
+    add_job(action="status_show", sch_minutes=10, api_params={"id": "after the kill"})
+    [job_id] = clock.pending_job_ids()
+    workers = worker_groups(2)
+    holding = wait_until(lambda: scheduler_of(runtime), what="a worker's scheduler to hold the lock")
+    parents = procs.parent_pids()
+    [holder] = [worker for worker in workers if parents.get(holding.pid) == worker.pid]
+    [survivor] = [worker for worker in workers if worker is not holder]
+
+    if victim == "the worker alone":
+        os.kill(holder.pid, signal.SIGKILL)
+    else:
+        os.killpg(holder.pid, signal.SIGKILL)
+    make_due_now(runtime, job_id)
+
+    [call] = fake_ckan.wait_for_action("status_show", timeout=RESUME_WITHIN_SEC)
+    assert call.json() == {"id": "after the kill"}
+    now_holding = scheduler_of(runtime)
+    assert now_holding is not None and procs.parent_pids().get(now_holding.pid) == survivor.pid
+    wait_until(lambda: not procs.alive(holding.pid), timeout=5, what="the dead worker's scheduler to stop")

@@ -56,7 +56,7 @@ def main(args: Sequence[str] | None = None) -> None:
         sys.exit(2)
     configure_logging(settings)
     runtime = install(Runtime(settings))
-    _add_commands(registry.install(compose()))
+    _add_commands(registry.install(compose(settings)))
     cli.main(args=args, prog_name="hdxrq.py", default_map=rq_defaults(settings), obj=runtime)
 
 

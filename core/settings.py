@@ -186,10 +186,7 @@ class Settings(BaseModel):
     worker_ttl: int = Field(600, validation_alias=env("HDX_REDIS_WORKER_TTL"), ge=1)
     queues: StrList = Field(ALL_QUEUES, validation_alias=env("QUEUES"))
     run_workers: int = Field(2, validation_alias=env("HDXRQ_RUN_WORKERS"), ge=1)
-    job_modules: StrList = Field(
-        ("importapi", "analyticsapi", "eventsapi", "scheduler", "processes", "tiles"),
-        validation_alias=env("HDXRQ_JOB_MODULES"),
-    )
+    extra_job_modules: StrList = Field((), validation_alias=env("HDXRQ_EXTRA_JOB_MODULES"))
     max_queued_jobs: Annotated[dict[str, int], BeforeValidator(_parse_limits)] = Field(
         {}, validation_alias=env("HDXRQ_MAX_QUEUED_JOBS")
     )

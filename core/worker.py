@@ -4,6 +4,7 @@ It is RQ's forking worker (a crashing job cannot take the worker down) plus the 
 
 * jobs of :data:`IN_PROCESS_QUEUES` run in the worker process itself, as RQ's ``SimpleWorker`` runs
   every job: they are short, frequent and pure Python, and a fork cost more than their work;
+* jobs run only functions of the job registry, looked up by exact name (:class:`core.jobs.HdxJob`);
 * the process runtime is built from the settings, and the start-up hooks the slices registered
   (:mod:`core.registry`) run once (for example, sweeping temporary directories left by a killed worker);
 * every ended job is counted, with its duration and error code, in the cluster metrics (core.metrics);
@@ -29,10 +30,12 @@ from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.timeouts import JobTimeoutException
+from rq.utils import import_attribute
 from rq.worker import WorkerStatus
 
 from . import orphans, procs, registry, runtime
 from .errors import HdxError
+from .jobs import HdxJob
 from .logging import JobLogHandler
 from .metrics import record_job
 
@@ -55,7 +58,10 @@ waiting up to twenty."""
 class HdxWorker(Worker):
     """RQ's forking worker with the project's runtime, start-up hooks, metrics and graceful stop."""
 
+    job_class = HdxJob
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["job_class"] = _registry_bound(kwargs.get("job_class"))
         super().__init__(*args, **kwargs)
         self._error_type = "unknown"
         self._interrupted_job_id: str | None = None
@@ -180,6 +186,16 @@ class HdxWorker(Worker):
             failed.requeue(job.id, at_front=True)
             log.warning("job %s requeued at the front of %s", job.id, queue.name)
         self._interrupted_job_id = None
+
+
+def _registry_bound(job_class: type[Job] | str | None) -> type[Job]:
+    """:class:`HdxJob` (or a subclass): a job class that would resolve any name is never used."""
+    chosen = import_attribute(job_class) if isinstance(job_class, str) else job_class
+    if isinstance(chosen, type) and issubclass(chosen, HdxJob):
+        return chosen
+    if chosen is not None:
+        log.warning("job class %r ignored: workers use %s, which runs registered functions only", job_class, HdxJob)
+    return HdxJob
 
 
 def error_type_of(error: BaseException | None) -> str:

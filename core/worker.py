@@ -6,6 +6,8 @@ It is RQ's forking worker (a crashing job cannot take the worker down) plus the 
   every job: they are short, frequent and pure Python, and a fork cost more than their work;
 * the process runtime is built from the settings, and each slice's start-up hooks run once (for example,
   sweeping temporary directories left by a killed worker);
+* a job whose work horse was killed (out of memory, SIGKILL) gets its rq failure callback, as a job that
+  raised or was abandoned by a dead worker does, so its slice can tell CKAN when it was the last try;
 * every ended job is counted, with its duration and error code, in the cluster metrics (core.metrics);
 * every maintenance run (each :data:`MAINTENANCE_INTERVAL_SEC`, even when idle) also puts back jobs that a
   worker took from a queue but died before starting, when Redis went away (core.orphans);
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rq import Queue, Worker
+from rq.callbacks import execute_failure_callback
 from rq.defaults import DEFAULT_WORKER_TTL
 from rq.exceptions import StopRequested
 from rq.job import Job
@@ -118,6 +121,16 @@ class HdxWorker(Worker):
         # No horse to watch, so no heartbeat while the job runs: the worker's key must outlive the job.
         return DEFAULT_WORKER_TTL if job.timeout == -1 else int(job.timeout or DEFAULT_WORKER_TTL) + 60
 
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        if job.id == self._interrupted_job_id:
+            return  # stopped for a shutdown: requeued, not failed
+        killed = WorkHorseKilled(f"the job's process ended unexpectedly (wait status {ret_val})")
+        try:
+            execute_failure_callback(job, self.death_penalty_class, WorkHorseKilled, killed, None)
+        except Exception:
+            log.exception("failure callback of job %s raised", job.id)
+
     # --- metrics ---
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
@@ -195,6 +208,10 @@ class HdxWorker(Worker):
             failed.requeue(job.id, at_front=True)
             log.warning("job %s requeued at the front of %s", job.id, queue.name)
         self._interrupted_job_id = None
+
+
+class WorkHorseKilled(Exception):
+    """What a job's failure callback receives when its work horse died without raising (OOM, SIGKILL)."""
 
 
 def error_type_of(error: BaseException | None) -> str:

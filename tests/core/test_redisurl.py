@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from redis.sentinel import SentinelConnectionPool
 
+from app.cli import rq_defaults
 from core import runtime as runtime_module
-from core.cli import rq_defaults
 from core.connections import HdxRedis, PrimaryConnection, rq_redis, stream_redis
 from core.redisurl import SentinelAddress, parse_sentinel_url, url_password
 from core.runtime import Runtime

@@ -25,8 +25,11 @@ export HDX_GISDB_USER="${HDX_GISDB_USER:-gis}"
 export HDX_GISDB_PASS="${HDX_GISDB_PASS:-gis}"
 export REDIS_STREAM_HOST="${REDIS_STREAM_HOST:-$HDX_REDIS_ADDR}"
 export REDIS_STREAM_PORT="${REDIS_STREAM_PORT:-$HDX_REDIS_PORT}"
+# Redis's AOF fsync policy when this script starts Redis: everysec (may lose the last second of writes if the
+# machine crashes) or always (fsync before every reply; see docs/OPERATIONS.md for what it costs).
+HDXRQ_REDIS_APPENDFSYNC="${HDXRQ_REDIS_APPENDFSYNC:-everysec}"
 
-DEBIAN_PACKAGES=(redis-server postgresql-15 postgresql-15-postgis-3 gdal-bin python3-venv chromium)
+DEBIAN_PACKAGES=(redis-server redis-sentinel postgresql-15 postgresql-15-postgis-3 gdal-bin python3-venv chromium)
 PG_CLUSTER=(15 main)
 TEST_TEMPLATE_DB=hdxrq_template
 
@@ -74,14 +77,18 @@ install_npm_packages() {
 }
 
 start_redis() {
+    case "$HDXRQ_REDIS_APPENDFSYNC" in
+        everysec | always | no) ;;
+        *) log "HDXRQ_REDIS_APPENDFSYNC must be everysec, always or no" && exit 2 ;;
+    esac
     if redis-cli -h "$HDX_REDIS_ADDR" -p "$HDX_REDIS_PORT" ping >/dev/null 2>&1; then
         return
     fi
-    log "starting Redis on $HDX_REDIS_ADDR:$HDX_REDIS_PORT (data in var/redis)"
+    log "starting Redis on $HDX_REDIS_ADDR:$HDX_REDIS_PORT (data in var/redis, appendfsync $HDXRQ_REDIS_APPENDFSYNC)"
     mkdir -p "$VAR/redis" "$VAR/log"
     # 128 databases: db 1 (queues) and db 7 (event stream) for the service, the rest for parallel tests.
     redis-server --bind "$HDX_REDIS_ADDR" --port "$HDX_REDIS_PORT" --protected-mode yes \
-        --dir "$VAR/redis" --appendonly yes --appendfsync everysec --databases 128 \
+        --dir "$VAR/redis" --appendonly yes --appendfsync "$HDXRQ_REDIS_APPENDFSYNC" --databases 128 \
         --daemonize yes --pidfile "$VAR/redis/redis.pid" --logfile "$VAR/log/redis.log"
     for _ in $(seq 50); do
         redis-cli -h "$HDX_REDIS_ADDR" -p "$HDX_REDIS_PORT" ping >/dev/null 2>&1 && return

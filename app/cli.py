@@ -16,7 +16,7 @@ import click
 from rq.cli.cli import main as rq_main
 
 from core import registry
-from core.connections import JOB_CLASS_PATH, SERIALIZER_PATH, WORKER_CLASS_PATH
+from core.connections import CONNECTION_CLASS_PATH, JOB_CLASS_PATH, SERIALIZER_PATH, WORKER_CLASS_PATH
 from core.logging import configure_logging
 from core.runtime import Runtime, install
 from core.settings import Settings, SettingsError
@@ -34,7 +34,12 @@ cli = click.Group(
 
 def rq_defaults(settings: Settings) -> dict[str, dict[str, Any]]:
     """``default_map`` for rq's commands: the project's connection, serializer and worker settings."""
-    shared = {"url": settings.redis_url, "serializer": SERIALIZER_PATH, "job_class": JOB_CLASS_PATH}
+    shared = {
+        "url": settings.redis_url,
+        "connection_class": CONNECTION_CLASS_PATH,  # reads redis+sentinel:// URLs too
+        "serializer": SERIALIZER_PATH,
+        "job_class": JOB_CLASS_PATH,
+    }
     defaults: dict[str, dict[str, Any]] = {name: dict(shared) for name in rq_main.commands}
     defaults["worker"].update(
         worker_class=WORKER_CLASS_PATH,

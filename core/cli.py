@@ -20,6 +20,7 @@ from .connections import JOB_CLASS_PATH, SERIALIZER_PATH, WORKER_CLASS_PATH
 from .logging import configure_logging
 from .runtime import Runtime, install
 from .settings import Settings, SettingsError
+from .version import __version__
 from .worker import MAINTENANCE_INTERVAL_SEC
 
 cli = click.Group(
@@ -27,6 +28,7 @@ cli = click.Group(
     help="hdxrq: the job processor beside CKAN. rq's commands plus the service's own.",
     commands=dict(rq_main.commands),
 )
+click.version_option(__version__, "--version", prog_name="hdxrq", message="%(prog)s %(version)s")(cli)
 
 
 def rq_defaults(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -57,7 +59,14 @@ def main(args: Sequence[str] | None = None) -> None:
     cli.main(args=args, prog_name="hdxrq.py", default_map=rq_defaults(settings), obj=runtime)
 
 
-COMMAND_MODULES: tuple[str, ...] = ("core.serve", "scheduler.cli", "eventsapi.cli", "importapi.cli", "analyticsapi.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "core.serve",
+    "core.health",
+    "scheduler.cli",
+    "eventsapi.cli",
+    "importapi.cli",
+    "analyticsapi.cli",
+)
 """Modules that attach their commands to :data:`cli` when imported (each slice adds its ``cli`` module)."""
 
 

@@ -40,6 +40,6 @@ if __name__ == "__main__":
     if venv_python:
         os.execv(venv_python, [venv_python, os.path.abspath(__file__), *sys.argv[1:]])
     sys.path.insert(0, ROOT)
-    from core.cli import main
+    from app.cli import main
 
     main()

@@ -332,7 +332,7 @@ def throughput(
 
 def floor_command(env: dict[str, str], port: int) -> list[str]:
     """uWSGI serving bench/floor_app.py with exactly the options ``./hdxrq.py serve`` gives the API."""
-    from core.serve import uwsgi_options
+    from app.serve import uwsgi_options
     from core.settings import Settings
 
     options = uwsgi_options(Settings.from_env(env), "127.0.0.1", port)

@@ -7,6 +7,7 @@ name) lets it in. ``Authorization: Bearer <token>`` works too, for scripts.
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -41,6 +42,17 @@ def workers_summary(runtime: Runtime) -> list[dict[str, object]]:
         for worker in workers
     ]
     return sorted(summary, key=lambda item: str(item["name"]))
+
+
+def local_worker_names(runtime: Runtime, hostname: str | None = None) -> list[str]:
+    """Names of the workers registered in Redis from ``hostname`` (this host by default).
+
+    A worker's registration lives as long as its heartbeats keep it (``HDX_REDIS_WORKER_TTL``), so a
+    worker that died or hangs drops out of this list.
+    """
+    host = hostname or socket.gethostname()
+    workers = Worker.all(connection=runtime.redis, serializer=SERIALIZER)
+    return sorted(worker.name for worker in workers if worker.hostname == host)
 
 
 def init_app(app: Flask, runtime: Runtime) -> None:

@@ -14,7 +14,6 @@ import click
 import httpx
 from redis.exceptions import RedisError
 
-from core.cli import cli
 from core.runtime import Runtime
 
 from .bus import Entry, GroupConsumer
@@ -28,7 +27,7 @@ RETRYABLE_4XX = frozenset({408, 425, 429})
 REDIS_PAUSE_SEC = 1.0
 
 
-@cli.group("events")
+@click.group("events")
 def events() -> None:
     """Change events: detect them offline, follow the stream, forward it to a webhook."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from core.app import create_app
+from app.factory import create_app
 from core.connections import queue
 from core.runtime import Runtime
 from core.settings import Settings

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from core.health import local_worker_names
+from core.monitor import local_worker_names
 from core.runtime import Runtime
 from tests.conftest import HDXRQ_PY, ROOT
 from tests.waiting import wait_until

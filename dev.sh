@@ -54,15 +54,16 @@ python_for_venv() {
 }
 
 install_virtualenv() {
+    # requirements-dev.txt: the runtime's requirements.txt plus what the tests and checks need.
     local stamp="$VENV/.requirements.sha256"
     local want
-    want="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
+    want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -d' ' -f1)"
     if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
         return
     fi
-    log "installing the virtualenv from requirements.txt"
+    log "installing the virtualenv from requirements-dev.txt (with requirements.txt)"
     [[ -x "$VENV/bin/python" ]] || "$(python_for_venv)" -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements-dev.txt"
     echo "$want" >"$stamp"
 }
 

@@ -26,7 +26,8 @@ export HDX_GISDB_PASS="${HDX_GISDB_PASS:-gis}"
 export REDIS_STREAM_HOST="${REDIS_STREAM_HOST:-$HDX_REDIS_ADDR}"
 export REDIS_STREAM_PORT="${REDIS_STREAM_PORT:-$HDX_REDIS_PORT}"
 
-DEBIAN_PACKAGES=(redis-server postgresql-15 postgresql-15-postgis-3 gdal-bin python3-venv chromium)
+DEBIAN_PACKAGES=(redis-server postgresql-15 postgresql-15-postgis-3 gdal-bin python3-venv chromium
+    libpq-dev gcc libmagic1)  # the last three: CKAN's virtualenv (psycopg2 builds against libpq; python-magic)
 PG_CLUSTER=(15 main)
 TEST_TEMPLATE_DB=hdxrq_template
 
@@ -60,6 +61,25 @@ install_virtualenv() {
     log "installing the virtualenv from requirements.txt"
     [[ -x "$VENV/bin/python" ]] || "$(python_for_venv)" -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+    echo "$want" >"$stamp"
+}
+
+CKAN_VENV="$ROOT/.venv-ckan"
+CKANEXT="$ROOT/ckanext-hdxrq"
+
+install_ckan_virtualenv() {
+    # CKAN 2.12 (its own pinned requirements) with ckanext-hdxrq, for the tests that drive a real CKAN.
+    local stamp="$CKAN_VENV/.requirements.sha256"
+    local want
+    want="$(cat "$CKANEXT/test-requirements.txt" "$CKANEXT/ckan-2.12.0-requirements.txt" "$CKANEXT/pyproject.toml" \
+        | sha256sum | cut -d' ' -f1)"
+    if [[ -x "$CKAN_VENV/bin/ckan" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        return
+    fi
+    log "installing CKAN and ckanext-hdxrq into .venv-ckan"
+    [[ -x "$CKAN_VENV/bin/python" ]] || "$(python_for_venv)" -m venv "$CKAN_VENV"
+    "$CKAN_VENV/bin/pip" install -q --disable-pip-version-check -r "$CKANEXT/test-requirements.txt"
+    "$CKAN_VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$CKANEXT"
     echo "$want" >"$stamp"
 }
 
@@ -131,6 +151,7 @@ SQL
 up() {
     install_debian_packages
     install_virtualenv
+    install_ckan_virtualenv
     install_npm_packages
     start_redis
     start_postgres

@@ -124,16 +124,16 @@ def new_way(api: str, delivered: DeliveredCounter, count: int, bodies: Path) -> 
 
 def delivery_only(redis: Redis, env: dict[str, str], delivered: DeliveredCounter, count: int, first: int) -> float:
     """Workers alone: ``count`` events already buffered, one drain request, until the fake holds them all."""
-    from analyticsapi import buffer, trigger
+    from analyticsapi import drain
     from analyticsapi.events import parse_event
     from core.settings import Settings
 
     already = delivered()
     for n in range(count):
-        buffer.append(redis, parse_event(payload(first + n)))
-    redis.delete(buffer.DRAIN_REQUESTED_KEY)
+        drain.append(redis, parse_event(payload(first + n)))
+    redis.delete(drain.REQUESTED_KEY)
     start = time.monotonic()
-    trigger.request_drain(redis, Settings.from_env(env))
+    drain.request_drain(redis, Settings.from_env(env))
     end = wait_until(lambda: delivered() >= already + count, 600)
     return count / (end - start)
 

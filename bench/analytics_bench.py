@@ -51,6 +51,7 @@ from typing import Any
 
 import httpx
 from redis import Redis
+from rq import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -318,7 +319,8 @@ def main() -> None:
                 latency(servers, workers, redis, args)
             stop(workers)
             if args.linger_ms:
-                linger([int(value) for value in args.linger_ms.split(",")], api, env, fake, ga4, args, Path(tmp))
+                values = [int(value) for value in args.linger_ms.split(",")]
+                linger(values, api, redis, env, fake, ga4, args, Path(tmp))
     finally:
         stop([server, floor, *workers])
         fake.close()
@@ -357,8 +359,8 @@ LINGER_BASE = 5_000_000
 
 
 def linger(
-    values: list[int], api: str, env: dict[str, str], fake: FakeMixpanel, ga4: FakeGa4, args: argparse.Namespace,
-    tmp: Path,
+    values: list[int], api: str, redis: Redis, env: dict[str, str], fake: FakeMixpanel, ga4: FakeGa4,
+    args: argparse.Namespace, tmp: Path,
 ) -> None:  # fmt: skip
     """Requests and events per request, and delivery latency, for each linger value (see the docstring, 5)."""
     scenarios = {"burst 300 in 0.4 s": (750.0, 0.4), f"trickle {args.trickle_rate:g}/s": (args.trickle_rate, 4.0)}
@@ -377,6 +379,7 @@ def linger(
                 )
                 for _ in range(args.workers)
             ]
+            wait_until(lambda: Worker.count(connection=redis) >= args.workers, 60)  # started, not still importing
             try:
                 for scenario, (rate, seconds) in scenarios.items():
                     runs[(scenario, value)].append(linger_run(api, fake, ga4, rate, seconds, first, tmp))

@@ -15,6 +15,6 @@ if __name__ == "__main__":
     if os.path.realpath(sys.prefix) != os.path.realpath(VENV) and os.path.exists(venv_python):
         os.execv(venv_python, [venv_python, os.path.abspath(__file__), *sys.argv[1:]])
     sys.path.insert(0, ROOT)
-    from core.cli import main
+    from app.cli import main
 
     main()

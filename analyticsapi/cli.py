@@ -8,14 +8,13 @@ from typing import Any
 
 import click
 
-from core.cli import cli
 from core.runtime import Runtime
 
 from . import buffer
 from . import drain as _drain
 
 
-@cli.group("analytics")
+@click.group("analytics")
 def analytics() -> None:
     """Analytics delivery to Mixpanel and GA4: buffer status, drain, dead letters."""
 

@@ -62,7 +62,7 @@ from core.connections import queue  # noqa: E402
 from core.procs import descendants  # noqa: E402
 from tests.fakes import FakeGa4, FakeMixpanel  # noqa: E402
 
-EXAMPLE = ROOT.parent / "shared" / "examples" / "analytics-01-resource-download.json"
+EXAMPLE = ROOT / "tests" / "analyticsapi" / "samples" / "analytics-01-resource-download.json"  # shared/examples
 HDXRQ_PY = str(ROOT / "hdxrq.py")
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 BASELINE = "GET /version (baseline)"
@@ -454,7 +454,7 @@ def linger_summary(runs: list[dict[str, Any]], base: list[dict[str, Any]]) -> st
 
 def floor_command(env: dict[str, str], port: int) -> list[str]:
     """uWSGI serving bench/floor_app.py with exactly the options ``./hdxrq.py serve`` gives the API."""
-    from core.serve import uwsgi_options
+    from app.serve import uwsgi_options
     from core.settings import Settings
 
     options = uwsgi_options(Settings.from_env(env), "127.0.0.1", port)

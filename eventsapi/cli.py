@@ -14,7 +14,6 @@ import click
 import httpx
 from redis.exceptions import RedisError
 
-from core.cli import cli
 from core.retry import RetryPolicy, is_retryable, retryable_status
 from core.runtime import Runtime
 
@@ -28,7 +27,7 @@ REDIS_PAUSE_SEC = 1.0
 WEBHOOK_BACKOFF_CAP_SEC = 60.0
 
 
-@cli.group("events")
+@click.group("events")
 def events() -> None:
     """Change events: detect them offline, follow the stream, forward it to a webhook."""
 

@@ -27,8 +27,8 @@ from flask.testing import FlaskClient
 from redis import Redis
 from rq import SimpleWorker
 
+from app.factory import create_app
 from core import runtime as runtime_module
-from core.app import create_app
 from core.connections import SERIALIZER, queue
 from core.runtime import Runtime
 from core.settings import ALL_QUEUES, Settings, variable_names

@@ -7,7 +7,6 @@ overrides. Settings are read once here and shared through ``ctx.obj``.
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -16,11 +15,15 @@ from typing import Any
 import click
 from rq.cli.cli import main as rq_main
 
-from .connections import JOB_CLASS_PATH, SERIALIZER_PATH, WORKER_CLASS_PATH
-from .logging import configure_logging
-from .runtime import Runtime, install
-from .settings import Settings, SettingsError
-from .worker import MAINTENANCE_INTERVAL_SEC
+from core import registry
+from core.connections import JOB_CLASS_PATH, SERIALIZER_PATH, WORKER_CLASS_PATH
+from core.logging import configure_logging
+from core.runtime import Runtime, install
+from core.settings import Settings, SettingsError
+from core.worker import MAINTENANCE_INTERVAL_SEC
+
+from . import serve
+from .slices import compose
 
 cli = click.Group(
     "hdxrq",
@@ -53,17 +56,14 @@ def main(args: Sequence[str] | None = None) -> None:
         sys.exit(2)
     configure_logging(settings)
     runtime = install(Runtime(settings))
-    _register_commands()
+    _add_commands(registry.install(compose()))
     cli.main(args=args, prog_name="hdxrq.py", default_map=rq_defaults(settings), obj=runtime)
 
 
-COMMAND_MODULES: tuple[str, ...] = ("core.serve", "scheduler.cli", "eventsapi.cli", "importapi.cli", "analyticsapi.cli")
-"""Modules that attach their commands to :data:`cli` when imported (each slice adds its ``cli`` module)."""
-
-
-def _register_commands() -> None:
-    for module in COMMAND_MODULES:
-        importlib.import_module(module)
+def _add_commands(slices: registry.Registry) -> None:
+    """``serve``, ``run`` and the commands the slices registered."""
+    for command in (serve.serve, serve.run, *slices.commands):
+        cli.add_command(command)
 
 
 @cli.command("config")

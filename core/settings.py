@@ -147,6 +147,7 @@ class Settings(BaseModel):
     analytics_tick_sec: float = Field(60.0, validation_alias=env("HDXRQ_ANALYTICS_TICK_SEC"), gt=0)
     analytics_drain_budget_sec: float = Field(120.0, validation_alias=env("HDXRQ_ANALYTICS_DRAIN_BUDGET_SEC"), gt=0)
     analytics_drain_idle_sec: float = Field(1.0, validation_alias=env("HDXRQ_ANALYTICS_DRAIN_IDLE_SEC"), ge=0)
+    analytics_linger_ms: int = Field(500, validation_alias=env("HDXRQ_ANALYTICS_LINGER_MS"), ge=0, le=60000)
 
     # --- Change events ---
     events_api_enabled: bool = Field(True, validation_alias=env("EVENTS_API_ENABLED"))

@@ -45,7 +45,15 @@ def _read_body() -> bytes:
 @bp.post("/api/create-change-events")
 @notification_endpoint
 def create_change_events() -> Response:
-    """Queue change detection for one CKAN write: ``{"state":"success"}`` or a failure with a message."""
+    """Publish the changes of one CKAN dataset write as events.
+
+    CKAN calls this after every dataset write, and a non-2xx answer would fail the user's save: every refusal
+    is a 200 with `{"state": "failure", "message": <text>}`.
+
+    * Body: `username`, `old_dataset_dict` (`{}` on create) and `new_dataset_dict`.
+    * Answers `{"state": "success"}` once the request is queued; a worker compares the two dicts and writes
+      the events (`dataset-created`, `resource-data-changed`, ...) to the Redis stream `hdx_event_stream`.
+    """
     try:
         rt = _runtime()
         if not rt.settings.events_api_enabled:
@@ -68,7 +76,13 @@ def create_change_events() -> Response:
 @bp.post("/api/file-structure-check/dataset/<dataset_id>/resource/<resource_id>")
 @notification_endpoint
 def file_structure_check(dataset_id: str, resource_id: str) -> Response:
-    """Queue a file-structure check of one resource: ``{"success": true}``."""
+    """Check a spreadsheet's sheets against its last successful check.
+
+    * Body: `hxl_proxy_source_info_url` and `fs_check_info` (the resource's check history, a JSON string).
+    * Answers `{"success": true}` once queued; a worker asks the HXL proxy and posts the sheet changes to
+      CKAN's `hdx_fs_check_resource_revise`. A refused request gets `{"success": false, "message",
+      "error_type"}`.
+    """
     try:
         url, history = _fs_check_arguments(_json_body())
         check_capacity(_runtime().settings, _runtime().redis, FS_CHECK_QUEUE)

@@ -36,7 +36,15 @@ def _runtime() -> Runtime:
 @bp.post("/api/scheduler/add_job")
 @admin_required
 def add_job() -> Response:
-    """Schedule a CKAN call: once after ``sch_*``, or recurring with ``cron`` / ``interval_minutes``."""
+    """Schedule a CKAN action call.
+
+    Needs the admin token.
+
+    * Body: `action`, `method` (`post` or `get`), `api_params`, and either a delay (`sch_minutes`,
+      `sch_hours`, `sch_days`) for one call, or `cron` or `interval_minutes` for a recurring schedule.
+    * Answers `{"success": true, "id", "description", "next_run"}`, or `{"success": false, "message":
+      "Could not schedule job: ..."}`.
+    """
     rt = _runtime()
     try:
         spec = parse_add_job(request.get_json(silent=True), rt.settings, datetime.now(UTC))
@@ -52,7 +60,11 @@ def add_job() -> Response:
 @bp.get("/api/scheduler/list_jobs")
 @admin_required
 def list_jobs() -> tuple[Response, int] | Response:
-    """Every schedule with its timing, next run and last result."""
+    """List the schedules.
+
+    Needs the admin token. Answers `{"jobs": [...], "success": true}`, each schedule with its timing, next
+    run and last result.
+    """
     try:
         schedules = store.all_schedules(_runtime().redis)
     except RedisError:
@@ -64,7 +76,10 @@ def list_jobs() -> tuple[Response, int] | Response:
 @bp.delete("/api/scheduler/jobs/<schedule_id>")
 @admin_required
 def cancel_job(schedule_id: str) -> tuple[Response, int] | Response:
-    """Cancel a schedule: no further call is made."""
+    """Cancel a schedule.
+
+    Needs the admin token. No further call is made; 404 when there is no such schedule.
+    """
     try:
         cancelled = bool(SCHEDULE_ID.fullmatch(schedule_id)) and store.cancel(_runtime().redis, schedule_id)
     except RedisError:

@@ -27,6 +27,7 @@ import signal
 from typing import Any
 
 from rq.scheduler import RQScheduler
+from rq.utils import as_text
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class StandbyScheduler(RQScheduler):
 
     def acquire_locks(self, auto_start: bool = False) -> set[str]:
         self.release_stale_locks()
-        return super().acquire_locks(auto_start=auto_start)  # type: ignore[no-any-return]
+        return super().acquire_locks(auto_start=auto_start)  # type: ignore[no-untyped-call,no-any-return]
 
     def release_stale_locks(self) -> list[str]:
         """Delete the locks of queues we lack whose holder stopped refreshing them; their queue names."""
@@ -74,7 +75,7 @@ class StandbyScheduler(RQScheduler):
                 log.warning(
                     "scheduler lock for %s: holder %s silent for over %ss, taking over",
                     name,
-                    holder,
+                    as_text(holder),
                     TAKEOVER_AFTER_SEC,
                 )
                 released.append(name)

@@ -12,23 +12,16 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from rq.job import Job
-from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 from rq.utils import as_text
 
 from core import procs
-from core.connections import SERIALIZER
 from core.runtime import Runtime
 from scheduler import store
-from tests.conftest import HDXRQ_PY, ROOT
 from tests.fakes import FakeCkan
 from tests.waiting import wait_until
 
@@ -36,35 +29,6 @@ from .conftest import SchedulerClock
 
 LOCK = RQScheduler.get_locking_key(store.QUEUE_NAME)
 RESUME_WITHIN_SEC = 30
-
-
-@pytest.fixture
-def worker_groups(settings_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[int], list[subprocess.Popen]]]:
-    """Start real workers with their scheduler, each the leader of its own process group."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(count: int) -> list[subprocess.Popen]:
-        env = {"PATH": os.environ.get("PATH", ""), **settings_env}
-        for number in range(count):
-            with (tmp_path / f"worker-{number}.log").open("wb") as log:
-                argv = [sys.executable, HDXRQ_PY, "worker", "--with-scheduler", store.QUEUE_NAME]
-                started.append(
-                    subprocess.Popen(
-                        argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                    )
-                )
-        return started
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in started:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def scheduler_of(runtime: Runtime) -> RQScheduler | None:
@@ -78,11 +42,6 @@ def scheduler_of(runtime: Runtime) -> RQScheduler | None:
         return None
 
 
-def make_due_now(runtime: Runtime, job_id: str) -> None:
-    registry = ScheduledJobRegistry(store.QUEUE_NAME, connection=runtime.redis, serializer=SERIALIZER)
-    registry.schedule(Job.fetch(job_id, connection=runtime.redis, serializer=SERIALIZER), datetime.now(UTC))
-
-
 @pytest.mark.parametrize("victim", ["the worker and its scheduler", "the worker alone"])
 def test_scheduled_work_resumes_within_30s_after_the_scheduler_holder_is_sigkilled(
     victim: str,
@@ -90,11 +49,11 @@ def test_scheduled_work_resumes_within_30s_after_the_scheduler_holder_is_sigkill
     add_job: Callable[..., dict[str, Any]],
     clock: SchedulerClock,
     fake_ckan: FakeCkan,
-    worker_groups: Callable[[int], list[subprocess.Popen]],
+    background_workers: Callable[..., list[subprocess.Popen[bytes]]],
 ) -> None:
     add_job(action="status_show", sch_minutes=10, api_params={"id": "after the kill"})
     [job_id] = clock.pending_job_ids()
-    workers = worker_groups(2)
+    workers = background_workers(2, "--with-scheduler", store.QUEUE_NAME)
     holding = wait_until(lambda: scheduler_of(runtime), what="a worker's scheduler to hold the lock")
     parents = procs.parent_pids()
     [holder] = [worker for worker in workers if parents.get(holding.pid) == worker.pid]
@@ -104,7 +63,7 @@ def test_scheduled_work_resumes_within_30s_after_the_scheduler_holder_is_sigkill
         os.kill(holder.pid, signal.SIGKILL)
     else:
         os.killpg(holder.pid, signal.SIGKILL)
-    make_due_now(runtime, job_id)
+    clock.make_due_now(job_id)
 
     [call] = fake_ckan.wait_for_action("status_show", timeout=RESUME_WITHIN_SEC)
     assert call.json() == {"id": "after the kill"}

@@ -88,7 +88,7 @@ def test_server_that_stalls(add_layer, serve, pg, settings, file_host: FakeServi
 def test_private_address_is_refused(add_layer, pg) -> None:
     resource_id, layer_id = new_resource()
     shape_info = add_layer(resource_id, "http://169.254.169.254/latest/meta-data/iam.geojson")
-    message = "Downloads from 169.254.169.254 are not allowed (private or reserved address)"
+    message = "Downloads from 169.254.169.254 are not allowed (a cloud metadata address)"
     assert shape_info == failure(layer_id, "download-refused", "DownloadRefused", message)
 
 
@@ -96,7 +96,7 @@ def test_redirect_to_private_address_is_refused(add_layer, serve, file_host: Fak
     resource_id, layer_id = new_resource()
     url = serve("moved.geojson", Reply(status=302, headers={"Location": "http://10.1.2.3/x.geojson"}))
     shape_info = add_layer(resource_id, url)
-    message = "Downloads from 10.1.2.3 are not allowed (private or reserved address)"
+    message = "Downloads from 10.1.2.3 are not allowed (a private or reserved address)"
     assert shape_info == failure(layer_id, "download-refused", "DownloadRefused", message)
     assert len(file_host.calls) == 1
 
@@ -130,7 +130,7 @@ def test_missing_url_is_refused_at_once(client) -> None:
 
 
 def test_redis_down_is_refused_at_once(settings_env, fake_ckan: FakeCkan) -> None:
-    from core.app import create_app
+    from app.factory import create_app
 
     app = create_app(Settings.from_env({**settings_env, "HDX_REDIS_PORT": "1"}))
     answer = app.test_client().get(

@@ -35,6 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 SCREENSHOT_COPY_VARIABLE = "HDXRQ_TEST_CKAN_VIEW_SCREENSHOT"
 """If set, the test also writes its screenshot of the resource page there (how docs/ckanext-view.png is made)."""
+SCREENSHOT_SIZE = {"width": 1200, "height": 960, "deviceScaleFactor": 1, "mobile": False}
 IMPORT_TIMEOUT_SEC = 120
 
 VIEW_READY_JS = """
@@ -214,6 +215,7 @@ def test_ckan_with_hdxrq_end_to_end(
         ]
         assert f"{hdxrq.url}/preview/maplibre/maplibre-gl.js" in state["scripts"]
         screenshot = tmp_path / "ckan-view.png"
+        browser.send("Emulation.setDeviceMetricsOverride", SCREENSHOT_SIZE)  # the whole map below the header
         browser.screenshot(screenshot)
         assert screenshot.stat().st_size > 5000
         if os.environ.get(SCREENSHOT_COPY_VARIABLE):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from core import runtime
 from core.runtime import Runtime
 
-from . import trigger
+from . import service, trigger
 from .buffer import SinkBuffer
 from .delivery import Delivery, DrainReport
 
@@ -97,6 +97,11 @@ def hand_over(redis: Redis, settings: Settings, report: DrainReport) -> None:
     trigger.drain_finished(redis)
     if report.more or any(SinkBuffer(redis, sink).has_unread() for sink in report.active):
         trigger.request_drain(redis, settings)
+
+
+def buffer_event(payload: dict[str, Any]) -> dict[str, Any]:
+    """Buffer one event submitted as a job (the OGC ``analytics-send`` process) and request its drain."""
+    return service.buffer_event(runtime.current(), payload)
 
 
 def on_worker_start(rt: Runtime) -> None:

@@ -52,6 +52,7 @@ class Registry:
         self.worker_start_hooks: list[WorkerHook] = []
         self.timeout_policies: list[TimeoutPolicy] = []
         self._jobs: dict[str, Callable[..., Any]] = {}
+        self._listeners: dict[str, list[Callable[..., None]]] = {}
 
     def blueprint(self, blueprint: Blueprint, setup: AppSetup | None = None) -> None:
         """Serve ``blueprint`` in every app; ``setup(app)`` runs after it is registered."""
@@ -74,6 +75,10 @@ class Registry:
         for function in functions:
             self._jobs[f"{function.__module__}.{function.__qualname__}"] = function
 
+    def job_alias(self, name: str, function: Callable[..., Any]) -> None:
+        """Also run ``function`` for jobs queued under ``name`` (a name it had in an earlier version)."""
+        self._jobs[name] = function
+
     def job_names(self) -> frozenset[str]:
         """The names of every registered job function."""
         return frozenset(self._jobs)
@@ -85,6 +90,15 @@ class Registry:
             shown = repr(name)[:200]
             raise ForbiddenJobFunction(f"Refused to run {shown}: it is not a registered job function")
         return function
+
+    def listen(self, event: str, listener: Callable[..., None]) -> None:
+        """Call ``listener`` whenever a slice notifies ``event`` (the slice's door names its events)."""
+        self._listeners.setdefault(event, []).append(listener)
+
+    def notify(self, event: str, *args: Any) -> None:
+        """Call the listeners of ``event``, in order; an error propagates to the slice that notified."""
+        for listener in self._listeners.get(event, ()):
+            listener(*args)
 
     def timeout_for(self, job: Job, settings: Settings) -> int | None:
         """The first time limit a policy gives ``job``, or None."""

@@ -35,7 +35,8 @@ SERVICE_JOBS = {
     "eventsapi.tasks.send_fs_check_result",
     "scheduler.tasks.run_scheduled_call",
     "tiles.tasks.prerender_layer",
-    "processes.tasks.send_analytics_event",
+    "analyticsapi.tasks.buffer_event",
+    "processes.tasks.send_analytics_event",  # the name buffer_event had before: jobs queued then still run
 }
 
 

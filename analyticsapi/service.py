@@ -18,7 +18,7 @@ from core.connections import queue
 from core.jobs import check_capacity
 from core.runtime import Runtime
 
-from . import buffer, trigger
+from . import drain
 from .errors import AnalyticsBufferUnavailable, InvalidAnalyticsEvent
 from .events import AnalyticsEvent, parse_event
 
@@ -44,7 +44,7 @@ def accept_event(rt: Runtime, caller: Caller, payload: Any) -> Answer:
     """
     try:
         event = deliverable(parse_event(payload), rt)
-        must_request_drain = buffer.append(rt.redis, event) if event.mixpanel or event.ga4 else False
+        must_request_drain = drain.append(rt.redis, event) if event.mixpanel or event.ga4 else False
     except InvalidAnalyticsEvent as error:
         return failure(error.message, error.http_status)
     except RedisError as error:
@@ -58,26 +58,24 @@ def accept_event(rt: Runtime, caller: Caller, payload: Any) -> Answer:
 def submit_event(rt: Runtime, caller: Caller, payload: dict[str, Any]) -> str:
     """Check an event and queue a job that buffers it (what the endpoint does, as a job); the job's id."""
     parse_event(payload)  # InvalidAnalyticsEvent before anything is queued
-    check_capacity(rt.settings, rt.redis, trigger.QUEUE_NAME)
+    check_capacity(rt.settings, rt.redis, drain.QUEUE_NAME)
     name = str(payload.get("event_name", ""))[:100]
-    job = queue(trigger.QUEUE_NAME, rt.redis).enqueue(
-        BUFFER_JOB_FUNCTION, payload, description=f"analytics event {name}"
-    )
+    job = queue(drain.QUEUE_NAME, rt.redis).enqueue(BUFFER_JOB_FUNCTION, payload, description=f"analytics event {name}")
     return str(job.id)
 
 
 def buffer_event(rt: Runtime, payload: dict[str, Any]) -> dict[str, Any]:
     """Buffer an event a job carries (checked when it was submitted) and request its drain."""
     event = deliverable(parse_event(payload), rt)
-    if (event.mixpanel or event.ga4) and buffer.append(rt.redis, event):
-        trigger.enqueue_drain(rt.redis, rt.settings)  # this append set the drain flag, so it owes the drain
+    if (event.mixpanel or event.ga4) and drain.append(rt.redis, event):
+        drain.enqueue_drain(rt.redis, rt.settings)  # this append set the drain flag, so it owes the drain
     return {"buffered": True, "mixpanel": event.mixpanel is not None, "ga4": event.ga4 is not None}
 
 
 def request_drain(rt: Runtime) -> None:
     """Queue the drain an accepted event asked for; run after the response went out, and never raises."""
     try:
-        trigger.enqueue_drain(rt.redis, rt.settings)
+        drain.enqueue_drain(rt.redis, rt.settings)
     except Exception:  # the event is buffered: the next request, a tick or a worker start drains it
         log.exception("could not enqueue the analytics drain")
 

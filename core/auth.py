@@ -62,11 +62,21 @@ OPERATOR = Caller(operator=True)
 
 
 def admin_token_presented(settings: Settings, authorization: str) -> bool:
-    """Whether an ``Authorization`` header value is ``Bearer <one of the admin tokens>`` (constant time)."""
+    """Whether an ``Authorization`` header value is ``Bearer <one of the admin tokens>``."""
     scheme, _, presented = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not presented.strip():
+    return scheme.lower() == "bearer" and is_admin_token(settings, presented.strip())
+
+
+def is_admin_request(settings: Settings) -> bool:
+    """Whether the current Flask request carries one of the admin tokens as ``Authorization: Bearer``."""
+    return admin_token_presented(settings, request.headers.get("Authorization", ""))
+
+
+def is_admin_token(settings: Settings, presented: str) -> bool:
+    """Whether ``presented`` is one of the admin tokens (compared in constant time with each)."""
+    if not presented:
         return False
-    presented_bytes = presented.strip().encode()
+    presented_bytes = presented.encode()
     matches = [hmac.compare_digest(presented_bytes, t.get_secret_value().encode()) for t in settings.admin_tokens]
     return any(matches)
 

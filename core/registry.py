@@ -7,8 +7,9 @@ the command line its commands. A process where nothing was installed gets an emp
 workers run nothing.
 
 The job functions are a table from the exact dotted name RQ stores in a job (``module.function``) to the
-function itself. A worker looks a job's name up there and nowhere else: no name is imported or resolved,
-so a job written into Redis by someone else can only run what a slice registered.
+function itself, and the job callbacks (rq's ``on_failure``...) another. A worker looks a job's names up
+there and nowhere else: no name is imported or resolved, so a job written into Redis by someone else can
+only run what a slice registered, each function in its own role.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Registry:
         self.worker_start_hooks: list[WorkerHook] = []
         self.timeout_policies: list[TimeoutPolicy] = []
         self._jobs: dict[str, Callable[..., Any]] = {}
+        self._callbacks: dict[str, Callable[..., Any]] = {}
         self._listeners: dict[str, list[Callable[..., None]]] = {}
 
     def blueprint(self, blueprint: Blueprint, setup: AppSetup | None = None) -> None:
@@ -73,7 +75,12 @@ class Registry:
     def job(self, *functions: Callable[..., Any]) -> None:
         """Let workers run ``functions``, each under the dotted name RQ gives it (``module.qualname``)."""
         for function in functions:
-            self._jobs[f"{function.__module__}.{function.__qualname__}"] = function
+            self._jobs[_dotted_name(function)] = function
+
+    def callback(self, *functions: Callable[..., Any]) -> None:
+        """Let workers call ``functions`` as job callbacks (``on_success``, ``on_failure``, ``on_stopped``)."""
+        for function in functions:
+            self._callbacks[_dotted_name(function)] = function
 
     def job_alias(self, name: str, function: Callable[..., Any]) -> None:
         """Also run ``function`` for jobs queued under ``name`` (a name it had in an earlier version)."""
@@ -85,11 +92,15 @@ class Registry:
 
     def job_function(self, name: object) -> Callable[..., Any]:
         """The function registered under exactly ``name``; :class:`ForbiddenJobFunction` for anything else."""
-        function = self._jobs.get(name) if isinstance(name, str) else None
-        if function is None:
-            shown = repr(name)[:200]
-            raise ForbiddenJobFunction(f"Refused to run {shown}: it is not a registered job function")
-        return function
+        return _lookup(self._jobs, name, "job function")
+
+    def callback_names(self) -> frozenset[str]:
+        """The names of every registered job callback."""
+        return frozenset(self._callbacks)
+
+    def callback_function(self, name: object) -> Callable[..., Any]:
+        """The callback registered under exactly ``name``; :class:`ForbiddenJobFunction` for anything else."""
+        return _lookup(self._callbacks, name, "job callback")
 
     def listen(self, event: str, listener: Callable[..., None]) -> None:
         """Call ``listener`` whenever a slice notifies ``event`` (the slice's door names its events)."""
@@ -107,6 +118,18 @@ class Registry:
             if limit:
                 return limit
         return None
+
+
+def _dotted_name(function: Callable[..., Any]) -> str:
+    """The name RQ stores for a function: its module and qualified name."""
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+def _lookup(table: dict[str, Callable[..., Any]], name: object, role: str) -> Callable[..., Any]:
+    function = table.get(name) if isinstance(name, str) else None
+    if function is None:
+        raise ForbiddenJobFunction(f"Refused to run {repr(name)[:200]}: it is not a registered {role}")
+    return function
 
 
 _lock = threading.Lock()

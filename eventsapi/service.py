@@ -10,15 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from core.auth import Access, Caller, operation
-from core.connections import queue
 from core.jobs import check_capacity
 from core.runtime import Runtime
 
 from .errors import EventsDisabled, FsCheckRequestError
 from .intake import EVENT_QUEUE, enqueue_change_request, event_time_now, parse_change_request
-from .tasks import FS_CHECK_QUEUE
-
-FS_CHECK_JOB_FUNCTION = "eventsapi.tasks.check_file_structure"
+from .tasks import FS_CHECK_QUEUE, enqueue_check
 
 
 @operation(Access.NOTIFIER)
@@ -42,12 +39,4 @@ def request_file_structure_check(
     if not isinstance(history, str):
         raise FsCheckRequestError("fs_check_info must be a JSON string of the resource's history list")
     check_capacity(rt.settings, rt.redis, FS_CHECK_QUEUE)
-    job = queue(FS_CHECK_QUEUE, rt.redis).enqueue(
-        FS_CHECK_JOB_FUNCTION,
-        dataset_id,
-        resource_id,
-        source_info_url,
-        history,
-        description=f"file-structure check of resource {resource_id}",
-    )
-    return str(job.id)
+    return str(enqueue_check(rt.redis, dataset_id, resource_id, source_info_url, history).id)

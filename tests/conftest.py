@@ -103,14 +103,18 @@ def _claim_database(admin: Redis) -> int:
     raise RuntimeError("no free Redis test database")
 
 
+def _release_database(admin: Redis, db: int) -> None:
+    Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).flushdb()
+    admin.delete(f"hdxrq:test-db-lock:{db}")
+
+
 @pytest.fixture
 def redis_dbs(redis_admin: Redis) -> Iterator[tuple[int, int]]:
     """Two empty Redis databases of this test's own: (queues, event stream)."""
     claimed = (_claim_database(redis_admin), _claim_database(redis_admin))
     yield claimed
     for db in claimed:
-        Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).flushdb()
-        redis_admin.delete(f"hdxrq:test-db-lock:{db}")
+        _release_database(redis_admin, db)
 
 
 # --- PostGIS ---

@@ -14,7 +14,6 @@ only run what a slice registered, each function in its own role.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -132,19 +131,17 @@ def _lookup(table: dict[str, Callable[..., Any]], name: object, role: str) -> Ca
     return function
 
 
-_lock = threading.Lock()
 _installed: Registry | None = None
 
 
 def install(registry: Registry) -> Registry:
     """Make ``registry`` the one :func:`current` returns in this process (and processes forked from it)."""
     global _installed
-    with _lock:
-        _installed = registry
+    _installed = registry  # one reference assignment: atomic, no lock needed
     return registry
 
 
 def current() -> Registry:
     """The installed registry, or an empty one."""
-    with _lock:
-        return _installed if _installed is not None else Registry()
+    installed = _installed
+    return installed if installed is not None else Registry()

@@ -16,14 +16,14 @@ LINT_IMPORTS = str(ROOT / ".venv" / "bin" / "lint-imports")
 PACKAGES = ("app", "core", "importapi", "analyticsapi", "eventsapi", "scheduler", "tiles", "processes")
 
 
+def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` with the project's contracts over the packages in ``tree``."""
+    argv = [LINT_IMPORTS, "--config", str(ROOT / ".importlinter"), "--no-cache"]
+    return subprocess.run(argv, cwd=tree, capture_output=True, text=True, timeout=120)
+
+
 def test_the_import_contracts_are_kept() -> None:
-    done = subprocess.run(
-        [LINT_IMPORTS, "--config", str(ROOT / ".importlinter"), "--no-cache"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = lint_imports(ROOT)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
     assert "0 broken" in done.stdout
 
@@ -58,13 +58,7 @@ def test_each_contract_catches_what_it_forbids(tmp_path: Path, module: str, line
         api = tmp_path / "analyticsapi" / "api.py"
         api.write_text(api.read_text() + "\nfrom . import extra  # noqa\n")
 
-    done = subprocess.run(
-        [LINT_IMPORTS, "--config", str(ROOT / ".importlinter"), "--no-cache"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = lint_imports(tmp_path)
 
     assert done.returncode == 1, done.stdout[-3000:]
     assert f"{broken}" in done.stdout.split("Broken contracts")[-1], done.stdout[-3000:]

@@ -3,24 +3,24 @@
 No job per event, and no job per burst either. Every state lives in Redis, so a killed worker, a lost
 enqueue or a Redis restart (AOF) strands nothing::
 
-                  append(): XADD to each destination's stream + SET NX drain-requested, atomically
-      ┌──────┐  ───────────────────────────────────────────────────────────────▶  ┌───────────┐
-      │ IDLE │    only the request that set the flag enqueues the drain job,      │ REQUESTED │
-      └──────┘    after its response went out                                     └─────┬─────┘
-         ▲                                                                              │ a worker runs
-         │ nothing unread            ┌───────────────────────────────────────┐          │ tasks.drain
-         │                           │ RUNNING: the flag renewed every pass   │◀─────────┘
-      ┌──┴────────┐  idle window or  │ (expires like a lease); per destination│
-      │ HAND-OVER │◀─ budget ends ───│ one pass = backoff? → lease → claim →  │─┐ events arriving
-      │ clear the │                  │ linger → send → ack | back off |       │ │ meanwhile: no job,
-      │ flag, look│                  │ dead-letter                            │◀┘ the next pass
-      │ for unread│                  └────────────────────────────────────────┘   takes them
-      └──┬────────┘
-         │ unread events (or budget ended with a backlog) → request the next drain → REQUESTED
-         ▼
-      every drain ends by scheduling a TICK (a delayed drain, rq's scheduler): at the next retry time
-      when a destination backs off or a dead sender's lease must expire, otherwise HDXRQ_ANALYTICS_TICK_SEC.
-      Each worker also forces a drain when it starts.
+             append(): XADD to each destination's stream + SET NX drain-requested, in one script
+    ┌──────┐ ──────────────────────────────────────────────────────────────────▶ ┌───────────┐
+    │ IDLE │   only the request that set the flag enqueues a drain job, after    │ REQUESTED │
+    └──────┘   its response went out; later events find the flag set: no job     └─────┬─────┘
+       ▲                                                                               │ a worker runs
+       │ nothing unread                                                                │ tasks.drain
+       │                                                                               ▼
+    ┌──┴───────────────┐  idle window over and   ┌──────────────────────────────────────────┐
+    │ HAND-OVER        │  nothing held, or the   │ RUNNING: renews the flag after each pass │
+    │ clear the flag,  │◀── budget ended ────────│ a pass, per destination: backoff over? → │◀─┐ next pass after
+    │ then look for    │                         │ lease → claim → linger → send → ack |    │  │ POLL_SEC, or when
+    │ unread events    │                         │ back off | dead-letter                   │──┘ a held batch is due
+    └──┬───────────────┘                         └──────────────────────────────────────────┘
+       │ unread events, or a backlog when the budget ended → request the next drain → REQUESTED
+       ▼
+    every drain ends by scheduling a TICK (a delayed drain through rq's scheduler): at the next retry
+    time when a destination backs off, a held batch is due or a dead sender's lease must expire,
+    otherwise after HDXRQ_ANALYTICS_TICK_SEC. Each worker also forces a drain when it starts.
 
 * **Flag.** ``drain-requested`` is set by the edge (SET NX, 60 s) and renewed by a running drain for as
   long as a lease; so at most one drain waits at any time, and under steady traffic one drain job in one

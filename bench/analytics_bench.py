@@ -30,7 +30,12 @@ in a process of its own (a cheap asyncio client on keep-alive connections), neve
    full (25), and the delivery latency p50/p99 (from each request's scheduled send time until the fake
    received the event), with what the linger adds over the first value (0: no linger) in the same round.
 
-Uses a free Redis test database (the test suite's lock keys in db 0) and flushes it afterwards.
+With ``--appendfsync everysec,always`` the service runs on a private ``redis-server`` of the benchmark's own
+(AOF on, on the same disk as ``./dev.sh``'s) instead of the shared one, and every measurement is taken under
+each fsync policy in turn (``CONFIG SET appendfsync`` between them): throughput through the API and the
+latency rounds, interleaved, so both policies see the same machine. The old way is skipped in this mode.
+
+Otherwise it uses a free Redis test database (the test suite's lock keys in db 0) and flushes it afterwards.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from bench import openloop  # noqa: E402
 from bench.common import claim_redis_db, free_port, release_redis_db  # noqa: E402
 from core.connections import queue  # noqa: E402
 from core.procs import descendants  # noqa: E402
+from core.registry import Registry  # noqa: E402
 from tests.fakes import FakeGa4, FakeMixpanel  # noqa: E402
 
 EXAMPLE = ROOT / "tests" / "analyticsapi" / "samples" / "analytics-01-resource-download.json"  # shared/examples
@@ -78,6 +84,11 @@ def old_way_send(token: str, distinct_id: str, event_name: str, properties: dict
     Mixpanel(token, consumer=Consumer(events_url=api_url + "/track", retry_limit=0)).track(
         distinct_id, event_name, properties
     )
+
+
+def register(registry: Registry) -> None:
+    """Let the benchmark's workers run the old way's job (``HDXRQ_EXTRA_JOB_MODULES``)."""
+    registry.job(old_way_send)
 
 
 def payload(number: int) -> dict[str, Any]:
@@ -217,33 +228,76 @@ def latency(
         flush=True,
     )
     count = int(args.rate * args.seconds)
-    pairs = [(state, client) for state in args.worker_states.split(",") for client in args.clients.split(",")]
-    runs: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {p: {name: [] for name in servers} for p in pairs}
+    pairs = [
+        (policy, state, client)
+        for policy in fsync_policies(args)
+        for state in args.worker_states.split(",")
+        for client in args.clients.split(",")
+    ]
+    runs: dict[tuple[str, ...], dict[str, list[dict[str, Any]]]] = {p: {name: [] for name in servers} for p in pairs}
     with tempfile.TemporaryDirectory() as tmp:
         bodies = bodies_file(Path(tmp), 3 * args.events, count)
         for _ in range(args.rounds):
-            for state, client in pairs:
+            for policy, state, client in pairs:
+                set_fsync_policy(redis, policy)
                 with paused(workers, state == "paused"):
                     for name, run in latency_round(servers, args, bodies, client).items():
-                        runs[(state, client)][name].append(run)
+                        runs[(policy, state, client)][name].append(run)
                 if state == "paused":  # let the workers catch up before the next measurement
                     wait_until(lambda: _backlog(redis) == 0, 120)
-    summary = []
-    for (state, client), pair_runs in runs.items():
-        title = f"workers {state}, {client} client"
-        summary.append((title, report_latency(pair_runs, title)))
-    for title, p99s in summary:
+    summary: dict[tuple[str, ...], tuple[str, dict[str, float]]] = {}
+    for (policy, state, client), pair_runs in runs.items():
+        title = f"workers {state}, {client} client" + (f", appendfsync {policy}" if policy else "")
+        summary[(policy, state, client)] = (title, report_latency(pair_runs, title))
+    for title, p99s in summary.values():
         p99 = p99s[MEASURED]
         print(
             f"  send-analytics p99 {p99:6.2f} ms, {title} (target p99 < 5 ms: {'met' if p99 < 5 else 'NOT met'});"
             f" the XADD-only floor {p99s[FLOOR]:.2f} ms, GET /version {p99s[BASELINE]:.2f} ms"
         )
+    first, *others = fsync_policies(args)
+    for policy, state, client in summary:
+        if policy in others:
+            ratio = summary[(policy, state, client)][1][MEASURED] / summary[(first, state, client)][1][MEASURED]
+            print(f"  send-analytics p99 {policy}/{first}: {ratio:.2f}x (workers {state}, {client} client)")
 
 
 def _backlog(redis: Redis) -> int:
     from analyticsapi import buffer
 
     return buffer.SinkBuffer(redis, "mixpanel").backlog()
+
+
+def fsync_policies(args: argparse.Namespace) -> list[str]:
+    """The AOF fsync policies to compare (``--appendfsync``), or ``[""]``: the shared Redis as it is."""
+    return args.appendfsync.split(",") if args.appendfsync else [""]
+
+
+def set_fsync_policy(redis: Redis, policy: str) -> None:
+    if policy:
+        redis.config_set("appendfsync", policy)
+
+
+@contextlib.contextmanager
+def private_redis(directory: Path) -> Iterator[int]:
+    """A ``redis-server`` of the benchmark's own with AOF on, in ``directory``; its port."""
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)]
+    argv += ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: _pings(port), 30)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _pings(port: int) -> bool:
+    try:
+        return bool(Redis(host=REDIS_HOST, port=port).ping())
+    except Exception:
+        return False
 
 
 @contextlib.contextmanager
@@ -273,23 +327,37 @@ def main() -> None:
     parser.add_argument("--skip-latency", action="store_true", help="no endpoint latency runs")
     parser.add_argument("--linger-ms", default="0,500", help="linger values to compare ('' for none); 0 first")
     parser.add_argument("--trickle-rate", type=float, default=50, help="events/s of the linger runs' trickle")
+    parser.add_argument("--appendfsync", default="", help="e.g. everysec,always: compare on a private Redis")
     args = parser.parse_args()
+    if not args.appendfsync:
+        db = claim_redis_db(Redis(host=REDIS_HOST, port=REDIS_PORT, db=0))
+        try:
+            run(args, REDIS_PORT, db)
+        finally:
+            release_redis_db(Redis(host=REDIS_HOST, port=REDIS_PORT, db=0), db)
+        return
+    (ROOT / "var").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=ROOT / "var") as directory, private_redis(Path(directory)) as port:
+        run(args, port, 1)
 
-    db = claim_redis_db(Redis(host=REDIS_HOST, port=REDIS_PORT, db=0))
-    redis = Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
+
+def run(args: argparse.Namespace, redis_port: int, db: int) -> None:
+    """Everything against database ``db`` of the Redis on ``redis_port``."""
+    redis = Redis(host=REDIS_HOST, port=redis_port, db=db)
     fake, ga4 = FakeMixpanel(), FakeGa4()
     delivered = DeliveredCounter(fake)
     port = free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HDX_REDIS_ADDR": REDIS_HOST,
+        "HDX_REDIS_PORT": str(redis_port),
         "HDX_REDIS_GISDB": str(db),
         "MIXPANEL_API_URL": fake.url,
         "GA4_ENDPOINT": ga4.endpoint,
         "GA4_MEASUREMENT_ID": "G-BENCH",
         "GA4_API_SECRET": "bench-secret",
         "HDXRQ_LOG_LEVEL": "WARNING",
-        "HDXRQ_JOB_MODULES": "analyticsapi,bench.analytics_bench",  # the old way's job lives here
+        "HDXRQ_EXTRA_JOB_MODULES": "bench.analytics_bench",  # the old way's job lives here
     }
     quiet = {"env": env, "cwd": ROOT, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     server = subprocess.Popen([sys.executable, HDXRQ_PY, "serve", "--port", str(port)], **quiet)
@@ -325,14 +393,26 @@ def main() -> None:
         stop([server, floor, *workers])
         fake.close()
         ga4.close()
-        release_redis_db(Redis(host=REDIS_HOST, port=REDIS_PORT, db=0), db)
 
 
 def throughput(
     api: str, redis: Redis, env: dict[str, str], fake: FakeMixpanel, delivered: DeliveredCounter,
     args: argparse.Namespace, tmp: Path,
 ) -> None:  # fmt: skip
-    """Events/s of the new way (through the API, and the workers alone) and of the old way; their ratio."""
+    """Events/s of the new way (through the API, and the workers alone) and of the old way; their ratio.
+    With ``--appendfsync``: the new way through the API only, under each policy."""
+    if args.appendfsync:
+        rates = {}
+        for number, policy in enumerate(fsync_policies(args)):
+            set_fsync_policy(redis, policy)
+            rates[policy] = new_way(api, delivered, args.events, bodies_file(tmp, number * args.events, args.events))
+            print(
+                f"appendfsync {policy}: {args.events} events via API + batched delivery: {rates[policy]:,.0f} events/s"
+            )
+        first, *others = fsync_policies(args)
+        for policy in others:
+            print(f"ratio {policy}/{first}: {rates[policy] / rates[first]:.2f}x events/s", flush=True)
+        return
     new_rate = new_way(api, delivered, args.events, bodies_file(tmp, 0, args.events))
     print(f"new: {args.events} events via API + batched delivery: {new_rate:,.0f} events/s", flush=True)
     drain_rate = delivery_only(redis, env, delivered, args.events, args.events)

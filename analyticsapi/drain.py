@@ -369,6 +369,8 @@ class Delivery:
         # A lease shorter than one request could let a second sender resend a batch still in flight.
         self.lease_sec = max(settings.analytics_lease_sec, 2 * settings.analytics_http_timeout_sec)
         self._linger_from: dict[str, dict[str, float]] = {}
+        self._claimed: dict[str, dict[str, Entry]] = {}
+        """Per destination, the entries of the last claim, decoded once (held ones are read every pass)."""
 
     @classmethod
     def for_settings(cls, redis: Redis, settings: Settings, **kwargs: Any) -> Delivery:
@@ -417,7 +419,8 @@ class Delivery:
             if self.clock() >= deadline:
                 report.more = report.more or buf.backlog() > 0
                 return True
-            due = self._due_batches(sender, buf.claim(sender.read_count), report)
+            entries = buf.claim(sender.read_count, known=self._claimed.get(sender.sink))
+            due = self._due_batches(sender, entries, report)
             if not due:
                 return True
             for batch in due:
@@ -431,6 +434,7 @@ class Delivery:
         known = self._linger_from.get(sender.sink, {})
         since = {e.id: known[e.id] if e.id in known else min(now, _arrival(e)) for e in entries}
         self._linger_from[sender.sink] = since
+        self._claimed[sender.sink] = {entry.id: entry for entry in entries}
         due = []
         for batch in sender.batches(entries):
             waited = now - min(since[entry.id] for entry in batch)

@@ -25,7 +25,7 @@ import pytest
 from redis import Redis
 
 from tests.ckanext.ckansite import CkanSite, FakeSolr, ckan_database, write_ini
-from tests.conftest import HDXRQ_PY, REDIS_HOST, REDIS_PORT, ROOT, free_port
+from tests.conftest import HDXRQ_PY, REDIS_HOST, REDIS_PORT, ROOT, TEST_ADMIN_TOKEN, free_port
 from tests.fakes import FakeService, Reply
 from tests.tiles.browser import Chromium
 from tests.tiles.samples import polygon_features
@@ -127,6 +127,7 @@ def site(
                 "ckan.plugins": "hdxrq hdxrq_view",
                 "ckan.views.default_views": "hdxrq_view",
                 "ckanext.hdxrq.url": f"http://127.0.0.1:{hdxrq_port}",
+                "ckanext.hdxrq.token": TEST_ADMIN_TOKEN,
             },
         )
         ckan = CkanSite(ini, ckan_port)
@@ -137,6 +138,8 @@ def site(
             "HDX_GIS_API_KEY": token,
             "HDX_FSCHECK_API_KEY": token,
             "HDXRQ_API_WORKERS": "1",
+            # CKAN calls from 127.0.0.1, outside these networks: only its token lets it in
+            "HDXRQ_ALLOWED_NETWORKS": "192.0.2.0/24",
         }
         hdxrq = Hdxrq(hdxrq_env, hdxrq_port, tmp_path / "hdxrq.log")
         try:
@@ -251,3 +254,4 @@ def test_ckan_with_hdxrq_end_to_end(
     assert ckan.action("hdxrq_status_show")["failures"] == {"create-change-events": 1}
     assert "hdxrq: create-change-events for dataset" in ckan.log_tail(20000)
     assert ckan.token and ckan.token not in ckan.log_path.read_text()
+    assert TEST_ADMIN_TOKEN not in ckan.log_path.read_text()

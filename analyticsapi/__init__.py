@@ -1,1 +1,21 @@
-"""Analytics delivery: send-analytics; batches to Mixpanel and GA4 from ``analytics_q``."""
+"""Analytics delivery: send-analytics; batches to Mixpanel and GA4 from ``analytics_q``.
+
+:func:`register` is for the composition package, ``app``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.registry import Registry
+
+
+def register(registry: Registry) -> None:
+    """Give the service the endpoint, ``analytics`` commands, the drain job and the drain a worker starts."""
+    from . import api, cli, tasks
+
+    registry.blueprint(api.bp, api.init_app)
+    registry.command(cli.analytics)
+    registry.job(tasks.drain)
+    registry.on_worker_start(tasks.on_worker_start)

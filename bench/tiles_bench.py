@@ -34,8 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.factory import create_app  # noqa: E402
 from core import runtime as runtime_module  # noqa: E402
-from core.app import create_app  # noqa: E402
 from core.runtime import Runtime  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from importapi.layers import drop_layer  # noqa: E402

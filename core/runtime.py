@@ -1,6 +1,6 @@
 """Per-process state: the settings and the connections built from them, created on first use.
 
-The API builds one in :func:`core.app.create_app`; a worker builds one when it starts
+The API builds one in :func:`app.factory.create_app`; a worker builds one when it starts
 (:class:`core.worker.HdxWorker`). Job functions reach it with :func:`current`, so their arguments hold
 ids and URLs only, never secrets or connections.
 """

@@ -4,8 +4,9 @@ It is RQ's forking worker (a crashing job cannot take the worker down) plus the 
 
 * jobs of :data:`IN_PROCESS_QUEUES` run in the worker process itself, as RQ's ``SimpleWorker`` runs
   every job: they are short, frequent and pure Python, and a fork cost more than their work;
-* the process runtime is built from the settings, and each slice's start-up hooks run once (for example,
-  sweeping temporary directories left by a killed worker);
+* jobs run only functions of the job registry, looked up by exact name (:class:`core.jobs.HdxJob`);
+* the process runtime is built from the settings, and the start-up hooks the slices registered
+  (:mod:`core.registry`) run once (for example, sweeping temporary directories left by a killed worker);
 * a job whose work horse was killed (out of memory, SIGKILL) gets its rq failure callback, as a job that
   raised or was abandoned by a dead worker does, so its slice can tell CKAN when it was the last try;
 * every ended job is counted, with its duration and error code, in the cluster metrics (core.metrics);
@@ -23,7 +24,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from rq import Queue, Worker
@@ -36,23 +36,13 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import import_attribute
 from rq.worker import WorkerStatus
 
-from . import orphans, procs, runtime
+from . import orphans, procs, registry, runtime
 from .errors import HdxError
+from .jobs import HdxJob
 from .logging import JobLogHandler
 from .metrics import record_job
 
 log = logging.getLogger(__name__)
-
-JOB_TIMEOUT_POLICY = "processes.catalog.job_timeout"
-"""Dotted path of ``policy(job, settings) -> seconds | None``: per-process timeouts (HDXRQ_PROCESS_TIMEOUTS)."""
-
-STARTUP_HOOKS: tuple[str, ...] = (
-    "scheduler.tasks.repair_schedules",
-    "importapi.sweep.sweep_leftovers",
-    "analyticsapi.tasks.on_worker_start",
-    "eventsapi.display.prepare_renderer",
-)
-"""Dotted paths of ``hook(runtime) -> None`` functions run when a worker starts."""
 
 IN_PROCESS_QUEUES = frozenset({"event_q"})
 """Queues whose jobs run without a work horse. A change-event job does 11-20 ms of work; forking a work
@@ -71,7 +61,10 @@ waiting up to twenty."""
 class HdxWorker(Worker):
     """RQ's forking worker with the project's runtime, start-up hooks, metrics and graceful stop."""
 
+    job_class = HdxJob
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["job_class"] = _registry_bound(kwargs.get("job_class"))
         super().__init__(*args, **kwargs)
         self._error_type = "unknown"
         self._interrupted_job_id: str | None = None
@@ -80,12 +73,11 @@ class HdxWorker(Worker):
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         rt = runtime.current()
         logging.getLogger().addHandler(JobLogHandler(int(rt.settings.job_retention_hours * 3600)))
-        for path in STARTUP_HOOKS:
-            hook: Callable[[runtime.Runtime], None] = import_attribute(path)  # type: ignore[assignment]
+        for hook in registry.current().worker_start_hooks:
             try:
                 hook(rt)
             except Exception:
-                log.exception("worker start-up hook %s failed", path)
+                log.exception("worker start-up hook %s.%s failed", hook.__module__, hook.__qualname__)
         super().bootstrap(*args, **kwargs)
 
     @property
@@ -103,8 +95,7 @@ class HdxWorker(Worker):
             log.exception("the orphaned-job sweep failed")
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        policy: Callable[[Job, Any], int | None] = import_attribute(JOB_TIMEOUT_POLICY)  # type: ignore[assignment]
-        limit = policy(job, runtime.current().settings)
+        limit = registry.current().timeout_for(job, runtime.current().settings)
         if limit:
             job.timeout = limit  # the work horse is forked below and inherits it
         if queue.name not in IN_PROCESS_QUEUES:
@@ -208,6 +199,16 @@ class HdxWorker(Worker):
             failed.requeue(job.id, at_front=True)
             log.warning("job %s requeued at the front of %s", job.id, queue.name)
         self._interrupted_job_id = None
+
+
+def _registry_bound(job_class: type[Job] | str | None) -> type[Job]:
+    """:class:`HdxJob` (or a subclass): a job class that would resolve any name is never used."""
+    chosen = import_attribute(job_class) if isinstance(job_class, str) else job_class
+    if isinstance(chosen, type) and issubclass(chosen, HdxJob):
+        return chosen
+    if chosen is not None:
+        log.warning("job class %r ignored: workers use %s, which runs registered functions only", job_class, HdxJob)
+    return HdxJob
 
 
 class WorkHorseKilled(Exception):

@@ -32,7 +32,7 @@ DATASET_FIELDS = (
 RESOURCE_FIELDS = ("name", "format", "description", "microdata", "resource_type", "url", "in_hapi", "qa_hapi_report")
 SHEET_FIELDS = ("nrows", "ncols", "header_hash", "hashtag_hash", "hxl_header_hash", "name", "has_merged_cells")
 COMMA_SEPARATED_FIELDS = ("field_names", "file_types")
-"""Tracked as plain values when a dataset is created, as comma-separated sets on updates."""
+"""Tracked fields whose scalar diff item gives way to a set diff item when their comma-separated sets differ."""
 
 Json = dict[str, Any]
 
@@ -111,16 +111,22 @@ def _event(base: Json, event_type: EventType, changed_fields: list[Json] | None,
 
 def _dataset_event(base: Json, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Json]:
     old_title, new_title = _org_title(old), _org_title(new)
+    changes = scalar_changes(old, new, DATASET_FIELDS, old_title, new_title)
     if not old:
-        changes = scalar_changes(old, new, DATASET_FIELDS, old_title, new_title)
         changes += list_changes(old, new, ("groups", "tags", "customviz"))
         return [_event(base, EventType.DATASET_CREATED, _by_field(changes))]
-    scalar_fields = tuple(f for f in DATASET_FIELDS if f not in COMMA_SEPARATED_FIELDS)
-    changes = scalar_changes(old, new, scalar_fields, old_title, new_title)
-    changes += list_changes(old, new, ("groups", "tags", *COMMA_SEPARATED_FIELDS, "customviz"))
+    changes = _with_set_diffs(changes, list_changes(old, new, COMMA_SEPARATED_FIELDS))
+    changes += list_changes(old, new, ("groups", "tags", "customviz"))
     if not changes:
         return []
     return [_event(base, EventType.DATASET_METADATA_CHANGED, _by_field(changes))]
+
+
+def _with_set_diffs(scalar_items: list[Json], set_items: list[Json]) -> list[Json]:
+    # A set diff replaces the field's scalar item; an order-only change (same set) keeps the scalar item.
+    by_field = {item["field"]: item for item in set_items}
+    merged = [by_field.pop(item["field"], item) for item in scalar_items]
+    return merged + list(by_field.values())
 
 
 def scalar_changes(

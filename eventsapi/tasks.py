@@ -17,6 +17,7 @@ from core import runtime
 from core.connections import queue
 from core.errors import CkanError, CkanUnavailable, ConfigurationError
 from core.progress import report_progress
+from core.retry import CKAN_CALLBACKS
 
 from . import bus, fscheck
 from .detect import detect_events
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 FS_CHECK_QUEUE = "fs_check_q"
 CALLBACK_ACTION = "hdx_fs_check_resource_revise"
-CALLBACK_INTERVALS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 FS_CHECK_RETRY = Retry(max=2, interval=[30, 120])
 """Re-runs a check whose worker died or that raised (the same policy as geopreview imports)."""
 GAVE_UP_CALLBACK_TIMEOUT_SEC = 60
@@ -126,7 +126,7 @@ def _deliver(dataset_id: str, resource_id: str, value: dict[str, Any]) -> None:
             dataset_id,
             resource_id,
             value,
-            retry=callback_retry(runtime.current().settings.callback_retry_hours),
+            retry=CKAN_CALLBACKS.rq_retry(runtime.current().settings.callback_retry_hours * 3600),
             failure_ttl=30 * 24 * 3600,
             description=f"fs-check callback for resource {resource_id}",
         )
@@ -145,17 +145,6 @@ def send_fs_check_result(dataset_id: str, resource_id: str, value: dict[str, Any
         log.error("resource %s: fs-check callback refused: %s", resource_id, error.message)
         raise
     log.info("resource %s: fs-check result %s sent to CKAN", resource_id, value["state"])
-
-
-def callback_retry(hours: float) -> Retry:
-    """Backoff intervals summing to about ``hours``, the last one repeated."""
-    intervals: list[int] = []
-    budget = hours * 3600
-    while budget > 0:
-        step = CALLBACK_INTERVALS[min(len(intervals), len(CALLBACK_INTERVALS) - 1)]
-        intervals.append(step)
-        budget -= step
-    return Retry(max=len(intervals), interval=intervals)
 
 
 def _no_more_retries() -> None:

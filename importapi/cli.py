@@ -14,7 +14,6 @@ from typing import Any
 import click
 
 from core import progress
-from core.cli import cli
 from core.errors import HdxError
 from core.postgis import connect
 from core.runtime import Runtime
@@ -50,7 +49,7 @@ class _StageBar:
             self.bar = None
 
 
-@cli.command("import")
+@click.command("import")
 @click.argument("source")
 @click.option("--resource-id", help="Import into this resource's layer (replacing it); default: a scratch layer.")
 @click.option("--callback", "send", is_flag=True, help="Send the result to CKAN (needs --resource-id).")

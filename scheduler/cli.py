@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from core.cli import cli
 from core.runtime import Runtime
 
 from . import store
@@ -16,7 +15,7 @@ from .errors import InvalidSchedule
 from .schedules import parse_add_job
 
 
-@cli.group("schedule")
+@click.group("schedule")
 def schedule() -> None:
     """Scheduled CKAN calls: list, add and cancel (run by workers started with --with-scheduler)."""
 

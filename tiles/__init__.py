@@ -1,1 +1,19 @@
-"""Vector tiles (``/gis/...``, postile-compatible) and the map preview (``/preview/<layer_id>``)."""
+"""Vector tiles (``/gis/...``, postile-compatible) and the map preview (``/preview/<layer_id>``).
+
+:func:`register` is for the composition package, ``app``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.registry import Registry
+
+
+def register(registry: Registry) -> None:
+    """Give the service the tile and preview endpoints and the prerender job."""
+    from . import api, tasks
+
+    registry.blueprint(api.bp, api.init_app)
+    registry.job(tasks.prerender_layer)

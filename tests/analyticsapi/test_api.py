@@ -116,7 +116,7 @@ def test_many_events_make_one_drain_job(post_event, payloads, runtime: Runtime) 
 
 
 def test_ga_hits_are_not_buffered_without_ga4_credentials(settings_env, payloads) -> None:
-    from core.app import create_app
+    from app.factory import create_app
     from core.settings import Settings
 
     env = {k: v for k, v in settings_env.items() if not k.startswith("GA4_")}
@@ -132,7 +132,7 @@ def test_ga_hits_are_not_buffered_without_ga4_credentials(settings_env, payloads
 
 
 def test_redis_down_answers_503_in_the_contract_shape(settings_env, payloads) -> None:
-    from core.app import create_app
+    from app.factory import create_app
     from core.settings import Settings
 
     rt = Runtime(Settings.from_env({**settings_env, "HDX_REDIS_PORT": "1"}))

@@ -11,7 +11,7 @@ from werkzeug.test import Client
 
 from analyticsapi import buffer
 from analyticsapi.express import ExpressLane
-from core.app import create_app
+from app.factory import create_app
 from core.runtime import Runtime
 from core.settings import Settings
 

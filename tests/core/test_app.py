@@ -6,7 +6,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.app import create_prefork_app
+from app.factory import create_prefork_app
 from core.version import __version__
 from tests.fakes import FakeCkan, Reply
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from core.app import create_app
+from app.factory import create_app
 from core.auth import admin_required, notification_endpoint
 from core.runtime import Runtime
 from core.settings import Settings

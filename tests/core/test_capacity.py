@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from core.app import create_app
+from app.factory import create_app
 from core.settings import Settings
 
 

@@ -161,7 +161,7 @@ def test_old_dict_null_is_accepted_as_a_creation(
 def test_when_disabled_it_says_so_instead_of_pretending(
     settings_env: dict[str, str], redis_dbs: tuple[int, int]
 ) -> None:
-    from core.app import create_app
+    from app.factory import create_app
     from core.settings import Settings
 
     runtime = Runtime(Settings.from_env({**settings_env, "EVENTS_API_ENABLED": "false"}))
@@ -179,7 +179,7 @@ def test_when_disabled_it_says_so_instead_of_pretending(
 
 
 def test_queue_redis_down_gets_a_200_failure(settings_env: dict[str, str], redis_dbs: tuple[int, int]) -> None:
-    from core.app import create_app
+    from app.factory import create_app
     from core.settings import Settings
 
     runtime = Runtime(Settings.from_env({**settings_env, "HDX_REDIS_PORT": "1"}))

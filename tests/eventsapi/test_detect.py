@@ -115,6 +115,41 @@ def test_only_approved_vocabulary_tags_groups_and_comma_separated_sets() -> None
     ]
 
 
+@pytest.mark.parametrize("field", ["field_names", "file_types"])
+def test_an_order_only_change_of_a_comma_separated_field_is_a_scalar_change(field: str) -> None:
+    [event] = detect_events(dataset(**{field: "csv,xlsx"}), dataset(**{field: "xlsx,csv"}), "u", T)
+    assert event["event_type"] == "dataset-metadata-changed"
+    assert event["changed_fields"] == [
+        {
+            "field": field,
+            "new_value": "xlsx,csv",
+            "new_display_value": "xlsx,csv",
+            "old_value": "csv,xlsx",
+            "old_display_value": "csv,xlsx",
+        }
+    ]
+
+
+def test_a_set_change_replaces_the_scalar_item_of_its_field_only() -> None:
+    old = dataset(field_names="a,b", file_types="csv,xlsx", title="T")
+    new = dataset(field_names="b,a", file_types="xlsx,json", title="T2")
+    [event] = detect_events(old, new, "u", T)
+    fields = {change["field"]: change for change in event["changed_fields"]}
+    assert list(fields) == ["field_names", "file_types", "title"]
+    assert fields["field_names"]["old_value"] == "a,b" and fields["field_names"]["new_value"] == "b,a"
+    assert fields["file_types"] == {"field": "file_types", "added_items": ["json"], "removed_items": ["csv"]}
+    assert fields["title"]["new_value"] == "T2"
+
+
+def test_the_same_comma_separated_value_gives_no_event() -> None:
+    assert (
+        detect_events(
+            dataset(field_names="a,b", file_types="csv"), dataset(field_names="a,b", file_types="csv"), "u", T
+        )
+        == []
+    )
+
+
 def test_resource_order_is_deterministic() -> None:
     old = dataset(resources=[{"id": "r9", "name": "x"}, {"id": "r2", "name": "y"}, {"id": "c", "last_modified": "1"}])
     new = dataset(
@@ -207,8 +242,13 @@ def test_nulls_and_empty_strings_where_the_old_code_crashed() -> None:
     new = dataset(organization=None, field_names="", file_types=None, groups=[None], tags=[{"name": None}])
     new["resources"] = [{"id": "r", "name": None, "fs_check_info": ""}, "junk", {"no": "id"}]
     events = detect_events(old, new, None, T)
-    assert types(events) == ["resource-created"]
-    assert events[0]["org_id"] is None and events[0]["initiator_user_name"] is None
+    assert types(events) == ["dataset-metadata-changed", "resource-created"]
+    # null and "" differ as values and hold the same (empty) set: scalar items, as for any tracked field.
+    assert [(c["field"], c["old_value"], c["new_value"]) for c in events[0]["changed_fields"]] == [
+        ("field_names", None, ""),
+        ("file_types", "", None),
+    ]
+    assert events[1]["org_id"] is None and events[1]["initiator_user_name"] is None
 
 
 def test_both_empty_gives_nothing() -> None:

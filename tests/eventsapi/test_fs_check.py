@@ -127,8 +127,8 @@ def test_proxy_failures_send_an_error_item(
 def test_a_stalled_proxy_times_out_into_an_error_item(
     settings_env: dict[str, str], proxy: FakeService, fake_ckan: FakeCkan, redis_dbs: tuple[int, int]
 ) -> None:
+    from app.factory import create_app
     from core import runtime as runtime_module
-    from core.app import create_app
 
     rt = runtime_module.install(Runtime(Settings.from_env({**settings_env, "TIMEOUT_SEC": "1"})))
     try:

@@ -130,7 +130,7 @@ def test_missing_url_is_refused_at_once(client) -> None:
 
 
 def test_redis_down_is_refused_at_once(settings_env, fake_ckan: FakeCkan) -> None:
-    from core.app import create_app
+    from app.factory import create_app
 
     app = create_app(Settings.from_env({**settings_env, "HDX_REDIS_PORT": "1"}))
     answer = app.test_client().get(

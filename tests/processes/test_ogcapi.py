@@ -185,7 +185,7 @@ def wait_until_ended(runtime: Runtime, job_id: str, seconds: int = 60) -> str:
 
 
 def test_a_full_queue_answers_503_with_retry_after(settings_env: dict[str, str]) -> None:
-    from core.app import create_app
+    from app.factory import create_app
     from core.settings import Settings
 
     app = create_app(Settings.from_env({**settings_env, "HDXRQ_MAX_QUEUED_JOBS": "event_q=1"}))

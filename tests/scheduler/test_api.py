@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 from redis import Redis
 
-from core.app import create_app
+from app.factory import create_app
 from core.runtime import Runtime
 from core.settings import Settings
 from tests.conftest import TEST_ADMIN_TOKEN, TEST_FSCHECK_API_KEY, TEST_GIS_API_KEY

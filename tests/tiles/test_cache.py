@@ -8,7 +8,7 @@ import mapbox_vector_tile
 import psycopg
 from flask import Flask
 
-from core.app import create_app
+from app.factory import create_app
 from core.runtime import Runtime
 from core.settings import Settings
 from tests.tiles.samples import load_layer, polygon_features

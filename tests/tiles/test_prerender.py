@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from flask import Flask
 
+from app.factory import create_app
 from core import runtime as runtime_module
-from core.app import create_app
 from core.runtime import Runtime
 from core.settings import Settings
 from importapi import layers as import_layers

@@ -7,31 +7,44 @@ overrides. Settings are read once here and shared through ``ctx.obj``.
 
 from __future__ import annotations
 
-import importlib
 import json
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import click
+from redis.exceptions import RedisError
 from rq.cli.cli import main as rq_main
 
-from .connections import JOB_CLASS_PATH, SERIALIZER_PATH, WORKER_CLASS_PATH
-from .logging import configure_logging
-from .runtime import Runtime, install
-from .settings import Settings, SettingsError
-from .worker import MAINTENANCE_INTERVAL_SEC
+from core import registry
+from core.connections import CONNECTION_CLASS_PATH, JOB_CLASS_PATH, SERIALIZER_PATH, WORKER_CLASS_PATH
+from core.logging import configure_logging
+from core.monitor import local_worker_names
+from core.runtime import Runtime, install
+from core.settings import Settings, SettingsError
+from core.version import __version__
+from core.worker import MAINTENANCE_INTERVAL_SEC
+
+from . import serve
+from .slices import compose
 
 cli = click.Group(
     "hdxrq",
     help="hdxrq: the job processor beside CKAN. rq's commands plus the service's own.",
     commands=dict(rq_main.commands),
 )
+click.version_option(__version__, "--version", prog_name="hdxrq", message="%(prog)s %(version)s")(cli)
 
 
 def rq_defaults(settings: Settings) -> dict[str, dict[str, Any]]:
     """``default_map`` for rq's commands: the project's connection, serializer and worker settings."""
-    shared = {"url": settings.redis_url, "serializer": SERIALIZER_PATH, "job_class": JOB_CLASS_PATH}
+    shared = {
+        "url": settings.redis_url,
+        "connection_class": CONNECTION_CLASS_PATH,  # reads redis+sentinel:// URLs too
+        "serializer": SERIALIZER_PATH,
+        "job_class": JOB_CLASS_PATH,
+    }
     defaults: dict[str, dict[str, Any]] = {name: dict(shared) for name in rq_main.commands}
     defaults["worker"].update(
         worker_class=WORKER_CLASS_PATH,
@@ -53,17 +66,14 @@ def main(args: Sequence[str] | None = None) -> None:
         sys.exit(2)
     configure_logging(settings)
     runtime = install(Runtime(settings))
-    _register_commands()
+    _add_commands(registry.install(compose(settings)))
     cli.main(args=args, prog_name="hdxrq.py", default_map=rq_defaults(settings), obj=runtime)
 
 
-COMMAND_MODULES: tuple[str, ...] = ("core.serve", "scheduler.cli", "eventsapi.cli", "importapi.cli", "analyticsapi.cli")
-"""Modules that attach their commands to :data:`cli` when imported (each slice adds its ``cli`` module)."""
-
-
-def _register_commands() -> None:
-    for module in COMMAND_MODULES:
-        importlib.import_module(module)
+def _add_commands(slices: registry.Registry) -> None:
+    """``serve``, ``run`` and the commands the slices registered."""
+    for command in (serve.serve, serve.run, *slices.commands):
+        cli.add_command(command)
 
 
 @cli.command("config")
@@ -71,3 +81,18 @@ def _register_commands() -> None:
 def show_config(runtime: Runtime) -> None:
     """Print the effective settings, secrets masked."""
     click.echo(json.dumps(runtime.settings.masked(), indent=2, sort_keys=True))
+
+
+@cli.command("worker-alive")
+@click.pass_obj
+def worker_alive(runtime: Runtime) -> None:
+    """Exit 0 when a worker of this host is registered in Redis, 1 otherwise (container health checks)."""
+    try:
+        names = local_worker_names(runtime)
+    except RedisError as error:
+        click.echo(f"hdxrq: Redis unavailable: {type(error).__name__}", err=True)
+        sys.exit(1)
+    if not names:
+        click.echo(f"hdxrq: no worker of {socket.gethostname()} is registered", err=True)
+        sys.exit(1)
+    click.echo(" ".join(names))

@@ -10,11 +10,13 @@ from flask import Flask, Response, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
-from . import metrics, monitor, openapi, system
-from .checks import CORE_CHECKS, register_check
-from .errors import HdxError
-from .runtime import Runtime
-from .settings import Settings
+from core import metrics, monitor, openapi, registry, system
+from core.checks import CORE_CHECKS, register_check
+from core.errors import HdxError
+from core.runtime import Runtime
+from core.settings import Settings
+
+from .slices import compose
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for check in CORE_CHECKS:
         register_check(app, check)
     app.register_blueprint(system.bp)
-    _register_slices(app)
+    _register_slices(app, registry.install(compose(runtime.settings)))
     monitor.init_app(app, runtime)
     metrics.init_app(app, runtime)
     openapi.init_app(app)
@@ -93,19 +95,11 @@ def create_prefork_app() -> Flask:
     return app
 
 
-def _register_slices(app: Flask) -> None:
-    from analyticsapi import api as analytics
-    from eventsapi import api as events
-    from importapi import api as imports
-    from processes import api as processes
-    from scheduler import api as scheduler
-    from tiles import api as tiles
-
-    for slice_api in (imports, analytics, events, scheduler, tiles, processes):
-        app.register_blueprint(slice_api.bp)
-        init = getattr(slice_api, "init_app", None)
-        if init is not None:
-            init(app)
+def _register_slices(app: Flask, slices: registry.Registry) -> None:
+    for blueprint, setup in slices.blueprints:
+        app.register_blueprint(blueprint)
+        if setup is not None:
+            setup(app)
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -17,9 +17,8 @@ from typing import Any
 
 import click
 
-from .cli import cli
-from .runtime import Runtime
-from .settings import Settings
+from core.runtime import Runtime
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ RESTART_DELAY_SEC = 2.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-@cli.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5000, show_default=True, type=int, help="Port to listen on.")
 @click.pass_obj
@@ -74,7 +73,7 @@ def uwsgi_options(settings: Settings, host: str, port: int) -> list[str]:
         "--http-auto-chunked",  # a streamed answer keeps the connection alive too
         "--http-timeout", str(ROUTER_TIMEOUT_SEC),
         "--http-buffer-size", str(ROUTER_BUFFER_BYTES),
-        "--module", "core.app:create_prefork_app()",
+        "--module", "app.factory:create_prefork_app()",
         "--chdir", str(ROOT),
         "--need-app",
         "--single-interpreter",
@@ -155,7 +154,7 @@ def listen_backlog(wanted: int = 1024) -> int:
     return max(1, min(wanted, allowed))
 
 
-@cli.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the API listens on.")
 @click.option("--port", default=5000, show_default=True, type=int, help="Port the API listens on.")
 @click.option("--workers", "worker_count", type=int, default=None, help="Worker processes (HDXRQ_RUN_WORKERS).")

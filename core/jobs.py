@@ -51,8 +51,9 @@ class HdxJob(Job):
 
     Jobs are stored as JSON, so nobody with write access to Redis can smuggle a pickle; this closes the
     other door: a job naming ``os.system``, ``importapi.ogr.os.system`` or any other importable callable
-    fails with :class:`ForbiddenJobFunction` before anything is imported. No job may name a callback or
-    an instance to call a method of (the service queues neither), and none of them is ever resolved.
+    fails with :class:`ForbiddenJobFunction` before anything is imported. A failure callback must be one
+    a slice registered as such (looked up by exact name too); no job may name a success or stopped
+    callback, or an instance to call a method of (the service queues none), and none is ever resolved.
     """
 
     @property
@@ -67,10 +68,12 @@ class HdxJob(Job):
 
     def check_runnable(self) -> None:
         """Raise :class:`ForbiddenJobFunction` unless this job calls a registered function and nothing else."""
-        names = (self._success_callback_name, self._failure_callback_name, self._stopped_callback_name)
+        names = (self._success_callback_name, self._stopped_callback_name)
         callback = next((name for name in names if name), None)
         if callback is not None:
             raise ForbiddenJobFunction(f"Refused to run a job with the callback {callback[:200]!r}")
+        if self._failure_callback_name is not None:
+            registry.current().failure_callback_function(self._failure_callback_name)
         _ = self.func
 
     @property
@@ -79,7 +82,13 @@ class HdxJob(Job):
 
     @property
     def failure_callback(self) -> Any:
-        return None
+        """The registered failure callback the job names, or None (an unregistered one never runs)."""
+        if self._failure_callback_name is None:
+            return None
+        try:
+            return registry.current().failure_callback_function(self._failure_callback_name)
+        except ForbiddenJobFunction:
+            return None
 
     @property
     def stopped_callback(self) -> Any:

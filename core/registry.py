@@ -8,7 +8,9 @@ workers run nothing.
 
 The job functions are a table from the exact dotted name RQ stores in a job (``module.function``) to the
 function itself. A worker looks a job's name up there and nowhere else: no name is imported or resolved,
-so a job written into Redis by someone else can only run what a slice registered.
+so a job written into Redis by someone else can only run what a slice registered. Failure callbacks (a
+slice's "this job gave up" handler, RQ's ``on_failure``) have a table of their own, looked up the same
+way; a job naming any other callback runs nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Registry:
         self.worker_start_hooks: list[WorkerHook] = []
         self.timeout_policies: list[TimeoutPolicy] = []
         self._jobs: dict[str, Callable[..., Any]] = {}
+        self._failure_callbacks: dict[str, Callable[..., Any]] = {}
 
     def blueprint(self, blueprint: Blueprint, setup: AppSetup | None = None) -> None:
         """Serve ``blueprint`` in every app; ``setup(app)`` runs after it is registered."""
@@ -73,6 +76,18 @@ class Registry:
         """Let workers run ``functions``, each under the dotted name RQ gives it (``module.qualname``)."""
         for function in functions:
             self._jobs[f"{function.__module__}.{function.__qualname__}"] = function
+
+    def failure_callback(self, *functions: Callable[..., Any]) -> None:
+        """Let jobs name ``functions`` as their RQ failure callback (``on_failure``), by exact dotted name."""
+        for function in functions:
+            self._failure_callbacks[f"{function.__module__}.{function.__qualname__}"] = function
+
+    def failure_callback_function(self, name: object) -> Callable[..., Any]:
+        """The failure callback registered under exactly ``name``; :class:`ForbiddenJobFunction` otherwise."""
+        function = self._failure_callbacks.get(name) if isinstance(name, str) else None
+        if function is None:
+            raise ForbiddenJobFunction(f"Refused the callback {repr(name)[:200]}: it is not a registered one")
+        return function
 
     def job_names(self) -> frozenset[str]:
         """The names of every registered job function."""

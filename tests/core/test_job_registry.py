@@ -43,6 +43,16 @@ def test_the_service_registers_exactly_its_job_functions() -> None:
     assert compose(Settings.from_env({})).job_names() == SERVICE_JOBS
 
 
+def test_the_service_registers_exactly_its_failure_callbacks() -> None:
+    registered = compose(Settings.from_env({}))
+    for name in ("importapi.tasks.import_gave_up", "eventsapi.tasks.check_gave_up"):
+        assert registered.failure_callback_function(name).__name__ == name.rsplit(".", 1)[1]
+        with pytest.raises(ForbiddenJobFunction):
+            registered.job_function(name)  # a callback is not a job anyone may queue
+    with pytest.raises(ForbiddenJobFunction):
+        registered.failure_callback_function("importapi.tasks.import_resource")
+
+
 def test_every_process_names_registered_job_functions() -> None:
     names = compose(Settings.from_env({})).job_names()
     assert {function for process in PROCESSES for function in process.job_functions} <= names
@@ -111,6 +121,7 @@ def test_jobs_planted_in_redis_run_nothing(runtime: Runtime, worker_process: Run
         # Registered functions carrying callbacks: neither the function nor the callback runs.
         _plant(runtime, "geo_q", "tests.jobs.record", "ran", "success", on_success=Callback("os.system")),
         _plant(runtime, "event_q", "tests.jobs.fail", "boom", on_failure=Callback("os.system")),
+        _plant(runtime, "event_q", "tests.jobs.fail", "boom", on_failure=Callback("importapi.tasks.import_resource")),
         _plant(runtime, "geo_q", "tests.jobs.record", "ran", "stopped", on_stopped=Callback("os.system")),
         _plant_method_call(runtime, "event_q", marker),
     ]

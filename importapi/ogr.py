@@ -161,12 +161,12 @@ def inspect(path: Path, cwd: Path, drivers: Sequence[str]) -> SourceInfo:
     """Describe ``path`` (opened with ``drivers`` only) and choose its layer: the spatial layer with most
     features, first on ties."""
     source = str(path.absolute())
-    listing = _run_ogrinfo(["-ro", "-q", source], path, cwd, drivers)
+    listing = run_ogrinfo(["-ro", "-q", source], path, cwd, drivers)
     names = [m.group(1) for m in re.finditer(r"^\d+: (.+?)(?: \([^()]*\))?$", listing, re.M)]
     if not names:
         raise NoLayerFound()
     count_flags = ["-nocount"] if len(names) == 1 else []
-    summary = _run_ogrinfo(["-ro", "-so", "-al", *count_flags, "-noextent", source], path, cwd, drivers)
+    summary = run_ogrinfo(["-ro", "-so", "-al", *count_flags, "-noextent", source], path, cwd, drivers)
     driver = re.search(r"using driver `([^']+)'", summary)
     layers = [layer for layer in _parse_layers(summary) if layer.is_spatial]
     if not layers:
@@ -181,7 +181,8 @@ def inspect(path: Path, cwd: Path, drivers: Sequence[str]) -> SourceInfo:
     )
 
 
-def _run_ogrinfo(args: list[str], source: Path, cwd: Path, drivers: Sequence[str]) -> str:
+def run_ogrinfo(args: list[str], source: Path, cwd: Path, drivers: Sequence[str]) -> str:
+    """``ogrinfo args`` on ``source`` with ``drivers`` only, confined to ``cwd``; its output."""
     try:
         with _confined(source, cwd) as confinement:
             done = subprocess.run(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, current_app, jsonify, request
 from redis.exceptions import RedisError
 
+from core import finite
 from core.auth import admin_required
 from core.errors import ServiceUnavailable
 
@@ -39,8 +40,10 @@ def add_job() -> Response:
     """Schedule a CKAN call: once after ``sch_*``, or recurring with ``cron`` / ``interval_minutes``."""
     rt = _runtime()
     try:
-        spec = parse_add_job(request.get_json(silent=True), rt.settings, datetime.now(UTC))
+        spec = parse_add_job(finite.request_json(request), rt.settings, datetime.now(UTC))
         schedule = store.create(rt.redis, spec, rt.settings, datetime.now(UTC))
+    except finite.NonFiniteNumber as error:  # a client error worth its status: nothing was stored
+        return _refused(error.message), error.http_status
     except InvalidSchedule as error:
         return _refused(error.message)
     except RedisError:

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from core.finite import NonFiniteNumber
 from core.runtime import Runtime
 
 from . import store
@@ -75,7 +76,7 @@ def add_command(
     now = datetime.now(UTC)
     try:
         spec = parse_add_job(body, runtime.settings, now)
-    except InvalidSchedule as error:
+    except (InvalidSchedule, NonFiniteNumber) as error:
         raise click.ClickException(f"Could not schedule job: {error.message}") from None
     created = store.create(runtime.redis, spec, runtime.settings, now)
     click.echo(f"{created.id}  next: {created.to_json()['next_run']}  {created.description}")

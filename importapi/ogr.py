@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.errors import redact_internals
 from core.sandbox import Sandbox, before_exec
 
 from .errors import ImportTimeout, NoLayerFound, PushingToPostgisProblem, UnsupportedFormat
@@ -198,7 +199,7 @@ def run_ogrinfo(args: list[str], source: Path, cwd: Path, drivers: Sequence[str]
     except subprocess.TimeoutExpired:
         raise ImportTimeout("Inspecting the file took too long") from None
     if done.returncode != 0:
-        log.info("ogrinfo could not open the source: %s", _first_error(done.stderr))
+        log.info("ogrinfo could not open the source: %s", _first_error_line(done.stderr))
         raise UnsupportedFormat()
     return done.stdout
 
@@ -308,8 +309,9 @@ def load(
             if stream is not None:
                 stream.close()
     if returncode != 0:
-        detail = _first_error(b"".join(stderr_chunks).decode("utf-8", "replace"))
-        log.warning("ogr2ogr failed (exit %s): %s", returncode, detail)
+        line = _first_error_line(b"".join(stderr_chunks).decode("utf-8", "replace"))
+        log.warning("ogr2ogr failed (exit %s): %s", returncode, line)  # the log keeps the details
+        detail = redact_internals(line)
         raise PushingToPostgisProblem(f"Problem during ogr2ogr import to postgis: {detail}"[:500])
 
 
@@ -336,8 +338,8 @@ def _drain(stream: object, chunks: list[bytes]) -> None:
             total += len(chunk)
 
 
-def _first_error(stderr: str) -> str:
+def _first_error_line(stderr: str) -> str:
+    """GDAL's first error line (for CKAN's users it goes through :func:`redact_internals` first)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("ERROR", "FAILURE"))]
-    chosen = (errors or lines or ["no error output"])[0]
-    return re.sub(r"password=\S+", "password=***", chosen)[:300]
+    return (errors or lines or ["no error output"])[0][:300]

@@ -5,11 +5,13 @@ Nothing is shipped: every file is built here, small on disk, and some unpack or 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
 import stat
 import struct
+import subprocess
 import zipfile
 import zlib
 from pathlib import Path
@@ -267,3 +269,100 @@ def nested_over_budget(megabytes: float) -> bytes:
 def zip_with_prefix() -> bytes:
     """A valid zip with bytes before its first entry (as self-extracting archives have)."""
     return b"#!/bin/sh\necho hello\n" + zipped({"layer.geojson": VALID})
+
+
+# --- files that name other files and URLs ---
+
+
+@dataclasses.dataclass(frozen=True)
+class Bait:
+    """What hostile files point at: a loopback server that must hear nothing and a file outside the job
+    folder, holding ``secret``, that must never reach a layer."""
+
+    server_url: str
+    outside: Path
+    secret: str
+
+    @classmethod
+    def lay(cls, folder: Path, server_url: str, secret: str) -> Bait:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "rows.csv").write_text(f'wkt,leak\n"POINT (10 10)",{secret}\n')
+        (folder / "rows.gml").write_text(_gml(f'<ogr:leak gml:id="x">{secret}</ogr:leak>'))
+        return cls(server_url=server_url, outside=folder, secret=secret)
+
+
+def vrt(bait: Bait) -> bytes:
+    """A GDAL VRT whose layers come from the outside file, the bait server (/vsicurl/) and /proc."""
+    layers = [("rows", str(bait.outside / "rows.csv")), ("remote", f"/vsicurl/{bait.server_url}/rows.csv")]
+    layers.append(("environ", "CSV:/proc/self/environ"))
+    body = "".join(
+        f'<OGRVRTLayer name="{name}"><SrcDataSource>{source}</SrcDataSource><SrcLayer>{Path(source).stem}</SrcLayer>'
+        '<GeometryField encoding="WKT" field="wkt"/></OGRVRTLayer>'
+        for name, source in layers
+    )
+    return f"<OGRVRTDataSource>{body}</OGRVRTDataSource>".encode()
+
+
+def vrt_in_zip_as_shapefile(bait: Bait) -> bytes:
+    return zipped({"layer.shp": vrt(bait), "layer.dbf": b"\x03" + b"\0" * 31, "layer.shx": b"\0" * 100})
+
+
+def _gml(members: str, schema: str = "") -> str:
+    return (
+        '<?xml version="1.0"?><ogr:FeatureCollection xmlns:ogr="http://ogr.maptools.org/" '
+        'xmlns:gml="http://www.opengis.net/gml" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        f'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"{schema}>'
+        '<gml:featureMember><ogr:layer gml:id="a"><ogr:geometryProperty><gml:Point><gml:coordinates>10,10'
+        f"</gml:coordinates></gml:Point></ogr:geometryProperty>{members}</ogr:layer></gml:featureMember>"
+        "</ogr:FeatureCollection>"
+    )
+
+
+def gml_xlink_to_file(bait: Bait) -> bytes:
+    """GML whose feature's property is an xlink to a file outside (resolved by GDAL on request)."""
+    return _gml(f'<ogr:leak xlink:href="file://{bait.outside}/rows.gml#x"/>').encode()
+
+
+def gml_xlink_to_url(bait: Bait) -> bytes:
+    """GML with an xlink and a schema location on the bait server."""
+    schema = f' xsi:schemaLocation="http://ogr.maptools.org/ {bait.server_url}/schema.xsd"'
+    return _gml(f'<ogr:leak xlink:href="{bait.server_url}/rows.gml#x"/>', schema).encode()
+
+
+def geojson_crs_link(bait: Bait) -> bytes:
+    """GeoJSON whose CRS is a link: GDAL fetches linked CRS definitions over HTTP."""
+    body = json.loads(VALID)
+    body["crs"] = {"type": "link", "properties": {"href": f"{bait.server_url}/crs.wkt", "type": "ogcwkt"}}
+    return json.dumps(body).encode()
+
+
+LAYER_NAMED_LIKE_AN_OPTION = "-sql SELECT * FROM pg_authid"
+
+
+def layer_named_like_an_option(folder: Path) -> bytes:
+    """A GeoPackage of two layers; the larger, the one imported, is named like an ogr2ogr option."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "options.gpkg"
+    target.unlink(missing_ok=True)
+    for name, count in ((LAYER_NAMED_LIKE_AN_OPTION, 3), ("small", 1)):
+        source = folder / f"{count}.geojson"
+        source.write_bytes(collection(*(feature(square(10 + i, 10), n=i) for i in range(count))))
+        update = ["-update"] if target.exists() else []
+        subprocess.run(
+            [
+                "ogr2ogr",
+                *update,
+                "--config",
+                "GPKG_NAME_CHECK",
+                "NO",
+                "-f",
+                "GPKG",
+                "-nln",
+                name,
+                str(target),
+                str(source),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return target.read_bytes()

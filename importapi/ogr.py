@@ -106,6 +106,12 @@ def installed_drivers() -> tuple[str, ...]:
     return names
 
 
+def list_drivers_once(_runtime: object) -> None:
+    """Worker start-up hook: list GDAL's drivers in the worker, so its work horses inherit the list
+    instead of running ``ogrinfo --formats`` for every import."""
+    installed_drivers()
+
+
 def skipped_drivers(allowed: Sequence[str]) -> str:
     """``GDAL_SKIP`` for a child that may use only ``allowed`` drivers."""
     return ",".join(name for name in installed_drivers() if name not in allowed)

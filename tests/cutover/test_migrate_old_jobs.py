@@ -216,3 +216,19 @@ def test_nothing_is_changed_while_the_old_service_still_runs(
     status, planned = migrate("--dry-run")
     assert status == 0 and "1 would migrate" in planned, planned
     assert everything_in(runtime.redis) == before
+
+
+def test_a_job_the_old_workers_had_started_is_migrated_and_hdxrqs_own_entries_are_not_touched(
+    runtime: Runtime, migrate: Callable[..., tuple[int, str]]
+) -> None:
+    redis = runtime.redis
+    interrupted = oldservice.enqueue(redis, "event_q", oldservice.EVENTS, change_request(3))
+    redis.lrem("rq:queue:event_q", 0, interrupted)  # as rq 1.13's worker moves a job it starts
+    redis.zadd("rq:wip:event_q", {interrupted: 1_900_000_000, "change-events-abc:execution-1": 1_900_000_000})
+
+    status, output = migrate()
+
+    assert status == 0, output
+    assert f"migrated          event_q             {interrupted}" in output and "1 migrated" in output
+    assert redis.zrange("rq:wip:event_q", 0, -1) == [b"change-events-abc:execution-1"]
+    assert redis.llen("rq:queue:event_q") == 1  # the new change-events job

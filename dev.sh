@@ -29,7 +29,8 @@ export REDIS_STREAM_PORT="${REDIS_STREAM_PORT:-$HDX_REDIS_PORT}"
 # machine crashes) or always (fsync before every reply; see docs/OPERATIONS.md for what it costs).
 HDXRQ_REDIS_APPENDFSYNC="${HDXRQ_REDIS_APPENDFSYNC:-everysec}"
 
-DEBIAN_PACKAGES=(redis-server redis-sentinel postgresql-15 postgresql-15-postgis-3 gdal-bin python3-venv chromium)
+DEBIAN_PACKAGES=(redis-server redis-sentinel postgresql-15 postgresql-15-postgis-3 gdal-bin python3-venv chromium
+    libpq-dev gcc libmagic1)  # the last three: CKAN's virtualenv (psycopg2 builds against libpq; python-magic)
 PG_CLUSTER=(15 main)
 TEST_TEMPLATE_DB=hdxrq_template
 
@@ -54,15 +55,35 @@ python_for_venv() {
 }
 
 install_virtualenv() {
+    # requirements-dev.txt: the runtime's requirements.txt plus what the tests and checks need.
     local stamp="$VENV/.requirements.sha256"
     local want
-    want="$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)"
+    want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -d' ' -f1)"
     if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
         return
     fi
-    log "installing the virtualenv from requirements.txt"
+    log "installing the virtualenv from requirements-dev.txt (with requirements.txt)"
     [[ -x "$VENV/bin/python" ]] || "$(python_for_venv)" -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements.txt"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/requirements-dev.txt"
+    echo "$want" >"$stamp"
+}
+
+CKAN_VENV="$ROOT/.venv-ckan"
+CKANEXT="$ROOT/ckanext-hdxrq"
+
+install_ckan_virtualenv() {
+    # CKAN 2.12 (its own pinned requirements) with ckanext-hdxrq, for the tests that drive a real CKAN.
+    local stamp="$CKAN_VENV/.requirements.sha256"
+    local want
+    want="$(cat "$CKANEXT/test-requirements.txt" "$CKANEXT/ckan-2.12.0-requirements.txt" "$CKANEXT/pyproject.toml" \
+        | sha256sum | cut -d' ' -f1)"
+    if [[ -x "$CKAN_VENV/bin/ckan" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        return
+    fi
+    log "installing CKAN and ckanext-hdxrq into .venv-ckan"
+    [[ -x "$CKAN_VENV/bin/python" ]] || "$(python_for_venv)" -m venv "$CKAN_VENV"
+    "$CKAN_VENV/bin/pip" install -q --disable-pip-version-check -r "$CKANEXT/test-requirements.txt"
+    "$CKAN_VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$CKANEXT"
     echo "$want" >"$stamp"
 }
 
@@ -138,6 +159,7 @@ SQL
 up() {
     install_debian_packages
     install_virtualenv
+    install_ckan_virtualenv
     install_npm_packages
     start_redis
     start_postgres

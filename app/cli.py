@@ -8,18 +8,22 @@ overrides. Settings are read once here and shared through ``ctx.obj``.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import click
+from redis.exceptions import RedisError
 from rq.cli.cli import main as rq_main
 
 from core import registry
 from core.connections import CONNECTION_CLASS_PATH, JOB_CLASS_PATH, SERIALIZER_PATH, WORKER_CLASS_PATH
 from core.logging import configure_logging
+from core.monitor import local_worker_names
 from core.runtime import Runtime, install
 from core.settings import Settings, SettingsError
+from core.version import __version__
 from core.worker import MAINTENANCE_INTERVAL_SEC
 
 from . import cutover, serve
@@ -30,6 +34,7 @@ cli = click.Group(
     help="hdxrq: the job processor beside CKAN. rq's commands plus the service's own.",
     commands=dict(rq_main.commands),
 )
+click.version_option(__version__, "--version", prog_name="hdxrq", message="%(prog)s %(version)s")(cli)
 
 
 def rq_defaults(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -61,7 +66,7 @@ def main(args: Sequence[str] | None = None) -> None:
         sys.exit(2)
     configure_logging(settings)
     runtime = install(Runtime(settings))
-    _add_commands(registry.install(compose()))
+    _add_commands(registry.install(compose(settings)))
     cli.main(args=args, prog_name="hdxrq.py", default_map=rq_defaults(settings), obj=runtime)
 
 
@@ -76,3 +81,18 @@ def _add_commands(slices: registry.Registry) -> None:
 def show_config(runtime: Runtime) -> None:
     """Print the effective settings, secrets masked."""
     click.echo(json.dumps(runtime.settings.masked(), indent=2, sort_keys=True))
+
+
+@cli.command("worker-alive")
+@click.pass_obj
+def worker_alive(runtime: Runtime) -> None:
+    """Exit 0 when a worker of this host is registered in Redis, 1 otherwise (container health checks)."""
+    try:
+        names = local_worker_names(runtime)
+    except RedisError as error:
+        click.echo(f"hdxrq: Redis unavailable: {type(error).__name__}", err=True)
+        sys.exit(1)
+    if not names:
+        click.echo(f"hdxrq: no worker of {socket.gethostname()} is registered", err=True)
+        sys.exit(1)
+    click.echo(" ".join(names))

@@ -23,11 +23,16 @@ def _settings() -> Settings:
 
 
 def is_admin_request(settings: Settings) -> bool:
-    """Whether the request carries one of the admin tokens (compared in constant time)."""
+    """Whether the request carries one of the admin tokens as ``Authorization: Bearer <token>``."""
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not presented:
+    return scheme.lower() == "bearer" and is_admin_token(settings, presented.strip())
+
+
+def is_admin_token(settings: Settings, presented: str) -> bool:
+    """Whether ``presented`` is one of the admin tokens (compared in constant time with each)."""
+    if not presented:
         return False
-    presented_bytes = presented.strip().encode()
+    presented_bytes = presented.encode()
     matches = [hmac.compare_digest(presented_bytes, t.get_secret_value().encode()) for t in settings.admin_tokens]
     return any(matches)
 

@@ -147,6 +147,7 @@ class Settings(BaseModel):
     analytics_tick_sec: float = Field(60.0, validation_alias=env("HDXRQ_ANALYTICS_TICK_SEC"), gt=0)
     analytics_drain_budget_sec: float = Field(120.0, validation_alias=env("HDXRQ_ANALYTICS_DRAIN_BUDGET_SEC"), gt=0)
     analytics_drain_idle_sec: float = Field(1.0, validation_alias=env("HDXRQ_ANALYTICS_DRAIN_IDLE_SEC"), ge=0)
+    analytics_linger_ms: int = Field(500, validation_alias=env("HDXRQ_ANALYTICS_LINGER_MS"), ge=0, le=60000)
 
     # --- Change events ---
     events_api_enabled: bool = Field(True, validation_alias=env("EVENTS_API_ENABLED"))
@@ -189,10 +190,7 @@ class Settings(BaseModel):
     worker_ttl: int = Field(600, validation_alias=env("HDX_REDIS_WORKER_TTL"), ge=1)
     queues: StrList = Field(ALL_QUEUES, validation_alias=env("QUEUES"))
     run_workers: int = Field(2, validation_alias=env("HDXRQ_RUN_WORKERS"), ge=1)
-    job_modules: StrList = Field(
-        ("importapi", "analyticsapi", "eventsapi", "scheduler", "processes", "tiles"),
-        validation_alias=env("HDXRQ_JOB_MODULES"),
-    )
+    extra_job_modules: StrList = Field((), validation_alias=env("HDXRQ_EXTRA_JOB_MODULES"))
     max_queued_jobs: Annotated[dict[str, int], BeforeValidator(_parse_limits)] = Field(
         {}, validation_alias=env("HDXRQ_MAX_QUEUED_JOBS")
     )

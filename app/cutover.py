@@ -2,9 +2,10 @@
 
 On the day of the switch the old HDX Job Processor's queues may still hold jobs it pickled, and
 rq-scheduler its scheduled CKAN calls (CONTRACTS.md §5). Each is read without running anything
-(:mod:`app.oldjobs`) and re-created as the hdxrq job with the same meaning through the slice that does
-that work today: the resource, body or call comes from the old job's dict; URLs, limits and tokens the old
-service froze into the dict are dropped (hdxrq uses its own settings). A scheduled call keeps its run time.
+(:mod:`app.oldjobs`) and re-created as the hdxrq job with the same meaning through the door of the slice
+that does that work, as the local operator: the resource, body or call comes from the old job's dict;
+URLs, limits and tokens the old service froze into the dict are dropped (hdxrq uses its own settings). A
+scheduled call keeps its run time.
 
 What it does not migrate it reports with the reason, and moves the job's id off the old queue (or
 schedule) into ``hdxrq:cutover:refused``, leaving the job's record untouched: no worker ever picks it up,
@@ -21,8 +22,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +33,11 @@ from typing import Any
 import click
 from redis import Redis
 
+import analyticsapi.service
+import eventsapi.service
+import importapi.service
+import scheduler.service
+from core.auth import OPERATOR
 from core.errors import HdxError
 from core.runtime import Runtime
 from core.settings import ALL_QUEUES
@@ -107,85 +115,53 @@ def _text(arguments: dict[str, Any], key: str) -> str:
 
 
 def _plan_import(job: OldJob) -> Plan:
-    from importapi import service
-
     arguments = _dict_argument(job)
     dataset_id, resource_id = _text(arguments, "dataset_id"), _text(arguments, "resource_id")
     url, url_type = _text(arguments, "download_url"), str(arguments.get("url_type") or "")
 
     def create(rt: Runtime) -> str:
-        generation = service.request_import(rt, dataset_id, resource_id, url, url_type)
-        return f"geopreview import of resource {resource_id} (request {generation})"
+        return importapi.service.request_import(rt, OPERATOR, dataset_id, resource_id, url, url_type)
 
     return Plan(f"geopreview import of resource {resource_id}", [dataset_id, resource_id, url, url_type], create)
 
 
 def _plan_analytics(job: OldJob) -> Plan:
-    from analyticsapi import api
-
     payload = _dict_argument(job)
 
     def create(rt: Runtime) -> str:
-        answer = api.accept(payload, rt)
+        answer = analyticsapi.service.accept_event(rt, OPERATOR, payload)
         if answer.status != 200:
             raise NotMigrated(f"hdxrq refuses the event: {answer.body.get('error')}")
         if answer.request_drain:
-            api.enqueue_drain(rt)
+            analyticsapi.service.request_drain(rt)
         return "analytics event buffered for delivery"
 
     return Plan(f"analytics event {str(payload.get('event_name'))[:80]!r}", payload, create)
 
 
 def _plan_change_events(job: OldJob) -> Plan:
-    from eventsapi.intake import enqueue_change_request, parse_change_request
-
     arguments = _dict_argument(job)
     body = {key: arguments.get(key) for key in ("username", "old_dataset_dict", "new_dataset_dict")}
     raw = json.dumps(body).encode()
-    event_time = _event_time(job.enqueued_at)
 
     def create(rt: Runtime) -> str:
-        if not rt.settings.events_api_enabled:
-            raise NotMigrated("change events are disabled here (EVENTS_API_ENABLED)")
-        parse_change_request(raw)
-        return f"change-events-{enqueue_change_request(rt.redis, raw, event_time)}"
+        return eventsapi.service.accept_change_events(rt, OPERATOR, raw)
 
     return Plan(f"change events of a write by {str(body['username'])[:80]!r}", body, create)
 
 
-def _event_time(enqueued_at: str | None) -> str:
-    """The old job's enqueue time (when CKAN wrote the dataset) in the events' format (CONTRACTS.md §3.2)."""
-    try:
-        moment = dt.datetime.strptime(enqueued_at or "", "%Y-%m-%dT%H:%M:%S.%fZ")
-    except ValueError:
-        moment = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    return moment.isoformat(timespec="microseconds")
-
-
 def _plan_file_structure_check(job: OldJob) -> Plan:
-    from core.connections import queue
-
     arguments = _dict_argument(job)
     dataset_id, resource_id = _text(arguments, "dataset_id"), _text(arguments, "resource_id")
-    url = _text(arguments, "hxl_proxy_source_info_url")
-    history = arguments.get("fs_check_info") or ""
-    if not url.startswith(("http://", "https://")) or not isinstance(history, str):
-        raise NotMigrated("its hxl_proxy_source_info_url or fs_check_info is not what the endpoint accepts")
+    url, history = _text(arguments, "hxl_proxy_source_info_url"), arguments.get("fs_check_info")
 
-    def create(rt: Runtime) -> str:  # what the endpoint enqueues (eventsapi/api.py)
-        job = queue("fs_check_q", rt.redis).enqueue(
-            "eventsapi.tasks.check_file_structure", dataset_id, resource_id, url, history,
-            description=f"file-structure check of resource {resource_id}",
-        )  # fmt: skip
-        return str(job.id)
+    def create(rt: Runtime) -> str:
+        return eventsapi.service.request_file_structure_check(rt, OPERATOR, dataset_id, resource_id, url, history)
 
     return Plan(f"file-structure check of resource {resource_id}", [dataset_id, resource_id, url, history], create)
 
 
 def _plan_scheduled_call(job: OldJob) -> Plan:
-    from scheduler import store
-    from scheduler.schedules import parse_add_job
-
     task_args = _dict_argument(job).get("task_args")
     if not isinstance(task_args, dict):
         raise NotMigrated("its dict has no task_args (the add_job body)")
@@ -193,8 +169,10 @@ def _plan_scheduled_call(job: OldJob) -> Plan:
     run_at = job.run_at or dt.datetime.now(dt.UTC)
 
     def create(rt: Runtime) -> str:
-        spec = parse_add_job(body, rt.settings, run_at)  # no delay: due at the old run time
-        schedule = store.create(rt.redis, spec, rt.settings, dt.datetime.now(dt.UTC))
+        # The door schedules a call ceil(now + delay); a whole number of seconds from the next whole second
+        # lands on the old run time (a second later if the clock ticks over in between).
+        delay = max(0, int(run_at.timestamp()) - math.ceil(time.time()))
+        schedule = scheduler.service.add_schedule(rt, OPERATOR, {**body, "sch_minutes": delay / 60})
         return f"schedule {schedule.id} ({schedule.description})"
 
     when = run_at.isoformat(timespec="seconds")

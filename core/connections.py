@@ -33,7 +33,7 @@ SERIALIZER = JSONSerializer
 SERIALIZER_PATH = "rq.serializers.JSONSerializer"
 WORKER_CLASS_PATH = "core.worker.HdxWorker"
 JOB_CLASS_PATH = "core.jobs.HdxJob"
-CONNECTION_CLASS_PATH = "core.connections.HdxRedis"
+CONNECTION_CLASS_PATH = "core.runtime.HdxRedis"
 SOCKET_TIMEOUT_SEC = 10
 CONNECT_TIMEOUT_SEC = 5
 SENTINEL_TIMEOUT_SEC = 1.0
@@ -60,7 +60,7 @@ def connect(
     sentinel = Sentinel(address.sentinels, sentinel_kwargs=sentinel_options)
     return sentinel.master_for(
         address.service,
-        redis_class=redis_class or HdxRedis,
+        redis_class=redis_class or SentinelClient,
         db=address.db,
         username=address.username,
         password=address.password,
@@ -112,20 +112,11 @@ class PrimaryConnection(SentinelManagedConnection):
         )
 
 
-class HdxRedis(Redis):
-    """The client class of Sentinel connections, and the one rq's commands use (``--connection-class``):
-    ``from_url`` understands ``redis+sentinel://`` too, with the process's failover budget."""
-
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> HdxRedis:
-        if not is_sentinel_url(url):
-            return super().from_url(url, **kwargs)  # type: ignore[return-value]
-        from .runtime import current  # runtime builds its connections with this module
-
-        return connect(url, redis_class=cls, failover_sec=current().settings.redis_failover_sec, **kwargs)  # type: ignore[return-value]
+class SentinelClient(Redis):
+    """The client class of Sentinel connections: closing it also closes its connections to the sentinels
+    (redis-py leaves them to the garbage collector)."""
 
     def close(self) -> None:
-        """Close the client's connections, and for a Sentinel client its connections to the sentinels."""
         super().close()
         sentinels = getattr(self.connection_pool, "sentinel_manager", None)
         if sentinels is not None:

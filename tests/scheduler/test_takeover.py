@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -63,10 +64,20 @@ def test_scheduled_work_resumes_within_30s_after_the_scheduler_holder_is_sigkill
         os.kill(holder.pid, signal.SIGKILL)
     else:
         os.killpg(holder.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
     clock.make_due_now(job_id)
 
     [call] = fake_ckan.wait_for_action("status_show", timeout=RESUME_WITHIN_SEC)
     assert call.json() == {"id": "after the kill"}
-    now_holding = scheduler_of(runtime)
-    assert now_holding is not None and procs.parent_pids().get(now_holding.pid) == survivor.pid
+    # The killed worker's scheduler may still move this one job in its last second (worker alone); what
+    # carries on is the survivor's, within the same 30 s, and the dead worker's does not live on.
+    left = max(0.0, RESUME_WITHIN_SEC - (time.monotonic() - killed_at))
+    wait_until(
+        lambda: survivor_holds(runtime, survivor.pid), timeout=left, what="the survivor's scheduler to hold the lock"
+    )
     wait_until(lambda: not procs.alive(holding.pid), timeout=5, what="the dead worker's scheduler to stop")
+
+
+def survivor_holds(runtime: Runtime, survivor_pid: int) -> bool:
+    holding = scheduler_of(runtime)
+    return holding is not None and procs.parent_pids().get(holding.pid) == survivor_pid

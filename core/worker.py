@@ -99,6 +99,7 @@ class HdxWorker(Worker):
         self.scheduler = StandbyScheduler(
             self.queues,
             connection=self.connection,
+            worker_connection=self.connection,
             logging_level=logging_level if logging_level is not None else self.log.level,
             date_format=date_format,
             log_format=log_format,

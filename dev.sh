@@ -25,8 +25,12 @@ export HDX_GISDB_USER="${HDX_GISDB_USER:-gis}"
 export HDX_GISDB_PASS="${HDX_GISDB_PASS:-gis}"
 export REDIS_STREAM_HOST="${REDIS_STREAM_HOST:-$HDX_REDIS_ADDR}"
 export REDIS_STREAM_PORT="${REDIS_STREAM_PORT:-$HDX_REDIS_PORT}"
+# Redis's AOF fsync policy when this script starts Redis: everysec (may lose the last second of writes if the
+# machine crashes) or always (fsync before every reply; see docs/OPERATIONS.md for what it costs).
+HDXRQ_REDIS_APPENDFSYNC="${HDXRQ_REDIS_APPENDFSYNC:-everysec}"
 
-DEBIAN_PACKAGES=(redis-server postgresql-15 postgresql-15-postgis-3 gdal-bin python3-venv chromium)
+DEBIAN_PACKAGES=(redis-server redis-sentinel postgresql-15 postgresql-15-postgis-3 gdal-bin python3-venv chromium
+    libpq-dev gcc libmagic1)  # the last three: CKAN's virtualenv (psycopg2 builds against libpq; python-magic)
 PG_CLUSTER=(15 main)
 TEST_TEMPLATE_DB=hdxrq_template
 
@@ -64,6 +68,25 @@ install_virtualenv() {
     echo "$want" >"$stamp"
 }
 
+CKAN_VENV="$ROOT/.venv-ckan"
+CKANEXT="$ROOT/ckanext-hdxrq"
+
+install_ckan_virtualenv() {
+    # CKAN 2.12 (its own pinned requirements) with ckanext-hdxrq, for the tests that drive a real CKAN.
+    local stamp="$CKAN_VENV/.requirements.sha256"
+    local want
+    want="$(cat "$CKANEXT/test-requirements.txt" "$CKANEXT/ckan-2.12.0-requirements.txt" "$CKANEXT/pyproject.toml" \
+        | sha256sum | cut -d' ' -f1)"
+    if [[ -x "$CKAN_VENV/bin/ckan" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        return
+    fi
+    log "installing CKAN and ckanext-hdxrq into .venv-ckan"
+    [[ -x "$CKAN_VENV/bin/python" ]] || "$(python_for_venv)" -m venv "$CKAN_VENV"
+    "$CKAN_VENV/bin/pip" install -q --disable-pip-version-check -r "$CKANEXT/test-requirements.txt"
+    "$CKAN_VENV/bin/pip" install -q --disable-pip-version-check --no-deps -e "$CKANEXT"
+    echo "$want" >"$stamp"
+}
+
 install_npm_packages() {
     # Front-end assets (the map preview) come from npm and are served by the API, never from a CDN.
     [[ -f "$ROOT/package.json" ]] || return 0
@@ -75,14 +98,18 @@ install_npm_packages() {
 }
 
 start_redis() {
+    case "$HDXRQ_REDIS_APPENDFSYNC" in
+        everysec | always | no) ;;
+        *) log "HDXRQ_REDIS_APPENDFSYNC must be everysec, always or no" && exit 2 ;;
+    esac
     if redis-cli -h "$HDX_REDIS_ADDR" -p "$HDX_REDIS_PORT" ping >/dev/null 2>&1; then
         return
     fi
-    log "starting Redis on $HDX_REDIS_ADDR:$HDX_REDIS_PORT (data in var/redis)"
+    log "starting Redis on $HDX_REDIS_ADDR:$HDX_REDIS_PORT (data in var/redis, appendfsync $HDXRQ_REDIS_APPENDFSYNC)"
     mkdir -p "$VAR/redis" "$VAR/log"
     # 128 databases: db 1 (queues) and db 7 (event stream) for the service, the rest for parallel tests.
     redis-server --bind "$HDX_REDIS_ADDR" --port "$HDX_REDIS_PORT" --protected-mode yes \
-        --dir "$VAR/redis" --appendonly yes --appendfsync everysec --databases 128 \
+        --dir "$VAR/redis" --appendonly yes --appendfsync "$HDXRQ_REDIS_APPENDFSYNC" --databases 128 \
         --daemonize yes --pidfile "$VAR/redis/redis.pid" --logfile "$VAR/log/redis.log"
     for _ in $(seq 50); do
         redis-cli -h "$HDX_REDIS_ADDR" -p "$HDX_REDIS_PORT" ping >/dev/null 2>&1 && return
@@ -132,6 +159,7 @@ SQL
 up() {
     install_debian_packages
     install_virtualenv
+    install_ckan_virtualenv
     install_npm_packages
     start_redis
     start_postgres

@@ -12,9 +12,10 @@ if TYPE_CHECKING:
 
 
 def register(registry: Registry) -> None:
-    """Give the service this slice's endpoint, ``analytics`` commands and the drain a worker starts with."""
+    """Give the service the endpoint, ``analytics`` commands, the drain job and the drain a worker starts."""
     from . import api, cli, tasks
 
     registry.blueprint(api.bp, api.init_app)
     registry.command(cli.analytics)
+    registry.job(tasks.drain)
     registry.on_worker_start(tasks.on_worker_start)

@@ -14,7 +14,7 @@ from core.auth import notification_endpoint
 from core.checks import Check, register_check
 from core.metrics import register_metric_source
 
-from . import buffer, trigger
+from . import buffer, drain
 from .errors import AnalyticsBufferUnavailable, InvalidAnalyticsEvent
 from .events import AnalyticsEvent, parse_event
 from .metrics import buffer_metrics
@@ -60,7 +60,7 @@ def accept(payload: Any, runtime: Runtime) -> Answer:
     """Validate a parsed body (None when it was not JSON) and buffer its event: the endpoint's whole job."""
     try:
         event = _deliverable(parse_event(payload), runtime)
-        must_request_drain = buffer.append(runtime.redis, event) if event.mixpanel or event.ga4 else False
+        must_request_drain = drain.append(runtime.redis, event) if event.mixpanel or event.ga4 else False
     except InvalidAnalyticsEvent as error:
         return _failure(error.message, error.http_status)
     except RedisError as error:
@@ -86,7 +86,7 @@ def _failure(message: str, status: int) -> Answer:
 def enqueue_drain(runtime: Runtime) -> None:
     """Runs after the response went out; a failure here only delays delivery until the flag expires."""
     try:
-        trigger.enqueue_drain(runtime.redis, runtime.settings)
+        drain.enqueue_drain(runtime.redis, runtime.settings)
     except Exception:  # the event is buffered: the next request, a tick or a worker start drains it
         log.exception("could not enqueue the analytics drain")
 

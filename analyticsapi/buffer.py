@@ -3,13 +3,11 @@
 One Redis stream per destination (``hdxrq:analytics:stream:mixpanel`` and ``...:ga4``) on the RQ Redis,
 read through one consumer group. Entries are *claimed*, never popped: an entry stays in the group's
 pending list until it was delivered (XACK + XDEL) or dead-lettered, so a worker killed mid-batch loses
-nothing. One sender per destination at a time holds a lease (a redis-py lock); the next holder first
-re-reads the pending entries of the fixed consumer, then new ones.
+nothing. Who reads when, and the flag the edge raises while buffering, is :mod:`analyticsapi.drain`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from dataclasses import dataclass
@@ -17,23 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from redis.exceptions import ResponseError
-from redis.lock import Lock
 from rq.utils import as_text
-
-from .events import AnalyticsEvent
 
 if TYPE_CHECKING:
     from redis import Redis
-    from redis.commands.core import Script
+
+    from .events import AnalyticsEvent
 
 PREFIX = "hdxrq:analytics"
 SINKS: tuple[str, ...] = ("mixpanel", "ga4")
 GROUP = "delivery"
 CONSUMER = "sender"
-"""One consumer per stream: the lease makes sure one process at a time reads as it."""
-DRAIN_REQUESTED_KEY = f"{PREFIX}:drain-requested"
-DRAIN_REQUEST_TTL_SEC = 60
-"""A requested drain that never ran (its enqueue failed) is requested again after this."""
+"""One consumer per stream: the drain's lease makes sure one process at a time reads as it."""
 DEAD_LETTER_KEY = f"{PREFIX}:dead-letter"
 MESSAGE_FIELD = b"m"
 
@@ -43,42 +36,13 @@ def stream_key(sink: str) -> str:
     return f"{PREFIX}:stream:{sink}"
 
 
-_APPEND = """
-for index = 1, #KEYS - 1 do
-    redis.call('XADD', KEYS[index], '*', ARGV[#ARGV], ARGV[index])
-end
-return redis.call('SET', KEYS[#KEYS], '1', 'NX', 'EX', ARGV[#ARGV - 1])
-"""
-"""KEYS: the destinations' streams, then the drain flag; ARGV: one message per stream, the flag's TTL, the
-field name. Redis runs a script atomically and writes its commands to the AOF, as it would a MULTI/EXEC."""
-
-
-def append(redis: Redis, event: AnalyticsEvent) -> bool:
-    """Buffer ``event`` in one round trip (one atomic script); return whether a drain must be requested.
-
-    One EVALSHA instead of a MULTI/XADD/SET/EXEC pipeline: the same single round trip, a third of the
-    client's CPU time (redis-py builds, sends and parses one command instead of five).
-    """
-    messages = _messages(event)
-    keys = [stream_key(sink) for sink, _ in messages]
-    keys.append(DRAIN_REQUESTED_KEY)
-    args: list[Any] = [_dumps(message) for _, message in messages]
-    args += [DRAIN_REQUEST_TTL_SEC, MESSAGE_FIELD]
-    return _append_script(redis)(keys=keys, args=args) is not None
-
-
-@functools.lru_cache(maxsize=8)
-def _append_script(redis: Redis) -> Script:
-    """The script bound to ``redis`` (loaded again by redis-py if Redis lost it, e.g. after a restart)."""
-    return redis.register_script(_APPEND)
-
-
-def _messages(event: AnalyticsEvent) -> list[tuple[str, dict[str, Any]]]:
+def messages_of(event: AnalyticsEvent) -> list[tuple[str, dict[str, Any]]]:
+    """(destination, message) for each destination ``event`` goes to."""
     pairs = [("mixpanel", event.mixpanel), ("ga4", event.ga4)]
     return [(sink, message) for sink, message in pairs if message is not None]
 
 
-def _dumps(message: dict[str, Any]) -> bytes:
+def encode(message: dict[str, Any]) -> bytes:
     """Compact JSON; orjson for speed, Python's json for what orjson refuses (integers beyond 64 bits)."""
     try:
         return orjson.dumps(message)
@@ -110,22 +74,16 @@ class SinkBuffer:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    def lease(self, seconds: float) -> Lock:
-        """The lock one sender of this destination holds while it delivers (expires if the holder dies)."""
-        return self.redis.lock(f"{PREFIX}:lease:{self.sink}", timeout=seconds, blocking=False, thread_local=False)
-
-    def lease_remaining(self) -> float:
-        """Seconds until the current lease expires (0 when nobody holds it)."""
-        milliseconds = self.redis.pttl(f"{PREFIX}:lease:{self.sink}")
-        return max(0.0, milliseconds / 1000) if milliseconds and milliseconds > 0 else 0.0
-
     def claim(self, count: int) -> list[Entry]:
-        """Entries to send next: first those claimed earlier and never acknowledged, then new ones."""
-        entries = self._read("0", count)
-        return entries if entries else self._read(">", count)
+        """Entries to send next, in one round trip: those claimed earlier and never acknowledged (a killed
+        sender's batch, a batch held for the linger or waiting for a retry), then up to ``count`` new ones."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xreadgroup(GROUP, CONSUMER, {self.key: "0"}, count=count)
+            pipe.xreadgroup(GROUP, CONSUMER, {self.key: ">"}, count=count)
+            pending, fresh = pipe.execute()
+        return self._entries(pending) + self._entries(fresh)
 
-    def _read(self, start: str, count: int) -> list[Entry]:
-        reply = self.redis.xreadgroup(GROUP, CONSUMER, {self.key: start}, count=count)
+    def _entries(self, reply: Any) -> list[Entry]:
         entries: list[Entry] = []
         orphans: list[str] = []
         for _stream, items in reply or []:
@@ -155,7 +113,7 @@ class SinkBuffer:
             return
         failed_at = time.time()
         records = [
-            _dumps(
+            encode(
                 {"sink": self.sink, "reason": reason, "status": status, "failed_at": failed_at, "message": e.message}
             )
             for e in entries
@@ -201,7 +159,7 @@ def replay_dead_letters(redis: Redis, limit: int | None = None, sink: str | None
         if sink is not None and record.get("sink") != sink:
             continue
         with redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(stream_key(record["sink"]), {MESSAGE_FIELD: _dumps(record["message"])})
+            pipe.xadd(stream_key(record["sink"]), {MESSAGE_FIELD: encode(record["message"])})
             pipe.lrem(DEAD_LETTER_KEY, 1, raw)
             pipe.execute()
         moved += 1

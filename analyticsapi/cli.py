@@ -10,7 +10,8 @@ import click
 
 from core.runtime import Runtime
 
-from . import buffer, trigger
+from . import buffer
+from . import drain as _drain
 
 
 @click.group("analytics")
@@ -32,7 +33,7 @@ def status(runtime: Runtime) -> None:
 @click.pass_obj
 def drain(runtime: Runtime) -> None:
     """Queue a delivery run on analytics_q now (a worker runs it)."""
-    job_id = trigger.enqueue_drain(runtime.redis, runtime.settings, trigger="cli")
+    job_id = _drain.enqueue_drain(runtime.redis, runtime.settings, trigger="cli")
     click.echo(f"queued {job_id}")
 
 
@@ -69,7 +70,7 @@ def replay(runtime: Runtime, limit: int | None, sink: str | None) -> None:
     """Put dead-lettered events back in the buffer (same $insert_id) and queue a delivery run."""
     moved = buffer.replay_dead_letters(runtime.redis, limit, sink)
     if moved:
-        trigger.enqueue_drain(runtime.redis, runtime.settings, trigger="replay")
+        _drain.enqueue_drain(runtime.redis, runtime.settings, trigger="replay")
     click.echo(f"replayed {moved} event(s)")
 
 

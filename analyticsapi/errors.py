@@ -4,13 +4,14 @@ HdxError
 ├── InvalidAnalyticsEvent       invalid-analytics-event     (HTTP 400: the body misses what its flags need)
 ├── AnalyticsBufferUnavailable  analytics-buffer-unavailable (HTTP 503: Redis did not take the event)
 └── DeliveryError               analytics-delivery-failed
-    ├── RetryableDelivery       analytics-delivery-retryable (429, 5xx, connection problems: try again)
-    └── RejectedDelivery        analytics-delivery-rejected  (a 4xx that will never succeed: dead-letter)
+    ├── RetryableDelivery       analytics-delivery-retryable (what core.retry calls retryable: back off)
+    └── RejectedDelivery        analytics-delivery-rejected  (anything else: dead-letter)
 """
 
 from __future__ import annotations
 
 from core.errors import HdxError
+from core.retry import Retryable, retryable_status
 
 
 class InvalidAnalyticsEvent(HdxError):
@@ -42,23 +43,19 @@ class DeliveryError(HdxError):
         self.retry_after = retry_after
 
 
-class RetryableDelivery(DeliveryError):
+class RetryableDelivery(DeliveryError, Retryable):
     """The destination is busy or unreachable (429, 5xx, timeout, connection error): retry with backoff."""
 
     error_type = "analytics-delivery-retryable"
 
 
 class RejectedDelivery(DeliveryError):
-    """The destination refused the batch for good (a 4xx other than 408/429): dead-letter it."""
+    """The destination refused the batch for good (a 4xx other than 408/425/429): dead-letter it."""
 
     error_type = "analytics-delivery-rejected"
 
 
-RETRYABLE_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
-"""HTTP statuses worth retrying; every other 4xx is a permanent rejection."""
-
-
 def delivery_error_for_status(status: int, detail: str, retry_after: float | None = None) -> DeliveryError:
     """The error class that says what to do about an HTTP failure ``status``."""
-    cls = RetryableDelivery if status in RETRYABLE_STATUSES else RejectedDelivery
+    cls = RetryableDelivery if retryable_status(status) else RejectedDelivery
     return cls(f"HTTP {status}: {detail}"[:500], status=status, retry_after=retry_after)

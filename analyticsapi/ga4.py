@@ -37,7 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .errors import DeliveryError, RetryableDelivery, delivery_error_for_status
+from core.retry import is_retryable
+
+from .errors import DeliveryError, RejectedDelivery, RetryableDelivery, delivery_error_for_status
 from .events import DEFAULT_GA_CLIENT_ID
 from .mixpanel import parse_retry_after
 
@@ -163,7 +165,8 @@ class Ga4Sender:
             response = self._client.post(self._endpoint, params=params, json=request_body(messages))
         except httpx.HTTPError as error:
             # str(error) could hold the URL and so the secret: only the error's type is reported.
-            raise RetryableDelivery(f"GA4 unreachable: {type(error).__name__}") from None
+            cls = RetryableDelivery if is_retryable(error) else RejectedDelivery
+            raise cls(f"GA4 unreachable: {type(error).__name__}") from None
         if response.status_code >= 300:
             raise _status_error(response)
 

@@ -9,7 +9,7 @@ different tokens (projects) go in separate requests. ``$insert_id`` comes from t
 
 The library formats each event (``Mixpanel.import_data`` with a collecting consumer: token, distinct_id,
 time, $insert_id, mp_lib, $lib_version) and sends the batch (``Consumer.send("imports", ...)``). Its own
-retries are off: retries are durable and ours (:mod:`analyticsapi.delivery`).
+retries are off: retries are durable and ours (:mod:`analyticsapi.drain`, :mod:`core.retry`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from mixpanel import Consumer, Mixpanel, MixpanelException
+
+from core.retry import is_retryable
 
 from .errors import DeliveryError, RejectedDelivery, RetryableDelivery, delivery_error_for_status
 
@@ -122,9 +124,10 @@ def _classify(error: MixpanelException) -> DeliveryError:
     cause = error.__cause__
     if isinstance(cause, _HttpFailure):
         return delivery_error_for_status(cause.status, cause.detail, cause.retry_after)
-    if isinstance(cause, requests.RequestException):
-        return RetryableDelivery(f"Mixpanel unreachable: {type(cause).__name__}")
+    if cause is not None:  # the request itself failed (the one retry policy decides what is worth another try)
+        cls = RetryableDelivery if is_retryable(cause) else RejectedDelivery
+        return cls(f"Mixpanel request failed: {type(cause).__name__}")
     text = str(error)
     if text.startswith("Mixpanel error"):
         return RejectedDelivery(text[:300], status=200)
-    return RetryableDelivery(text[:300])
+    return RetryableDelivery(text[:300])  # a 2xx that is not JSON: a proxy's page, try again

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from rq.cli.cli import main as rq_main
 
 from core import registry
-from core.connections import JOB_CLASS_PATH, SERIALIZER_PATH, WORKER_CLASS_PATH
+from core.connections import CONNECTION_CLASS_PATH, JOB_CLASS_PATH, SERIALIZER_PATH, WORKER_CLASS_PATH
 from core.logging import configure_logging
 from core.monitor import local_worker_names
 from core.runtime import Runtime, install
@@ -39,7 +39,12 @@ click.version_option(__version__, "--version", prog_name="hdxrq", message="%(pro
 
 def rq_defaults(settings: Settings) -> dict[str, dict[str, Any]]:
     """``default_map`` for rq's commands: the project's connection, serializer and worker settings."""
-    shared = {"url": settings.redis_url, "serializer": SERIALIZER_PATH, "job_class": JOB_CLASS_PATH}
+    shared = {
+        "url": settings.redis_url,
+        "connection_class": CONNECTION_CLASS_PATH,  # reads redis+sentinel:// URLs too
+        "serializer": SERIALIZER_PATH,
+        "job_class": JOB_CLASS_PATH,
+    }
     defaults: dict[str, dict[str, Any]] = {name: dict(shared) for name in rq_main.commands}
     defaults["worker"].update(
         worker_class=WORKER_CLASS_PATH,
@@ -61,7 +66,7 @@ def main(args: Sequence[str] | None = None) -> None:
         sys.exit(2)
     configure_logging(settings)
     runtime = install(Runtime(settings))
-    _add_commands(registry.install(compose()))
+    _add_commands(registry.install(compose(settings)))
     cli.main(args=args, prog_name="hdxrq.py", default_map=rq_defaults(settings), obj=runtime)
 
 

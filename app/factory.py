@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for check in CORE_CHECKS:
         register_check(app, check)
     app.register_blueprint(system.bp)
-    _register_slices(app, registry.install(compose()))
+    _register_slices(app, registry.install(compose(runtime.settings)))
     monitor.init_app(app, runtime)
     metrics.init_app(app, runtime)
     openapi.init_app(app)

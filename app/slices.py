@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 import analyticsapi
 import eventsapi
 import importapi
@@ -10,13 +13,18 @@ import scheduler
 import tiles
 from core.registry import Registry
 
+if TYPE_CHECKING:
+    from core.settings import Settings
+
 SLICES = (importapi, analyticsapi, eventsapi, scheduler, tiles, processes)
 """In the order their blueprints are registered."""
 
 
-def compose() -> Registry:
-    """A registry holding what every slice registers."""
+def compose(settings: Settings) -> Registry:
+    """A registry holding what every slice registers, and the modules of ``HDXRQ_EXTRA_JOB_MODULES``."""
     registry = Registry()
     for package in SLICES:
         package.register(registry)
+    for name in settings.extra_job_modules:
+        importlib.import_module(name).register(registry)
     return registry

@@ -1,7 +1,8 @@
 """The CKAN action API client: every call to CKAN goes through here.
 
-One attempt per call; durable retries are the caller's policy (RQ ``Retry`` on the job), so a worker
-restart cannot lose them. :class:`~core.errors.CkanUnavailable` marks what is worth retrying.
+One attempt per call; durable retries are the caller's (rq ``Retry`` on the job, from :mod:`core.retry`),
+so a worker restart cannot lose them. :class:`~core.errors.CkanUnavailable` marks what the one retry
+policy calls worth retrying; every other failure is :class:`~core.errors.CkanError`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .errors import CkanError, CkanUnavailable, ConfigurationError
+from .retry import RETRYABLE_ERRORS, retryable_status
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -19,8 +21,6 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 log = logging.getLogger(__name__)
-
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 class CkanClient:
@@ -75,9 +75,11 @@ class CkanClient:
                 response = self._http.post(self.action_url(action), json=body or {}, headers=headers)
             else:
                 response = self._http.get(self.action_url(action), params=params, headers=headers)
-        except httpx.HTTPError as error:
+        except RETRYABLE_ERRORS as error:
             raise CkanUnavailable(f"CKAN {action}: {type(error).__name__}") from None
-        if response.status_code in RETRYABLE_STATUS:
+        except httpx.HTTPError as error:
+            raise CkanError(f"CKAN {action}: {type(error).__name__}") from None
+        if retryable_status(response.status_code):
             raise CkanUnavailable(f"CKAN {action}: HTTP {response.status_code}", status=response.status_code)
         return response
 

@@ -3,15 +3,28 @@
 There are two Redis connections and they must not be confused: the *RQ Redis* holds queues, job records
 and our own buffers; the *stream Redis* is the event bus shared with other services (never flushed).
 Jobs are stored with RQ's JSON serializer: a Redis writer must not be able to make workers run code.
+
+Either may be a single server (``redis://``) or a Sentinel-managed primary
+(``redis+sentinel://[:password@]host:port[,host:port...]/<service name>[/<db>]``, the password being the
+data nodes'). A Sentinel client asks the sentinels for the current primary on every new connection and
+keeps retrying a failed command for ``HDXRQ_REDIS_FAILOVER_SEC``, so that the API, the workers and rq's
+scheduler ride through a failover instead of failing on it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
-from redis import Redis
+from redis import Redis, exceptions
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.connection import Connection
+from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelManagedConnection
 from rq import Queue
 from rq.serializers import JSONSerializer
+
+from .redisurl import is_sentinel_url, parse_sentinel_url
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -20,25 +33,129 @@ SERIALIZER = JSONSerializer
 SERIALIZER_PATH = "rq.serializers.JSONSerializer"
 WORKER_CLASS_PATH = "core.worker.HdxWorker"
 JOB_CLASS_PATH = "core.jobs.HdxJob"
+CONNECTION_CLASS_PATH = "core.connections.HdxRedis"
 SOCKET_TIMEOUT_SEC = 10
+CONNECT_TIMEOUT_SEC = 5
+SENTINEL_TIMEOUT_SEC = 1.0
+"""A sentinel that does not answer within this is skipped for the next one."""
+DEFAULT_FAILOVER_SEC = 30.0
+FAILOVER_BACKOFF = ExponentialBackoff(cap=0.5, base=0.05)
+COMMAND_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
+"""A command whose connection broke is sent again (twice at most): each attempt reconnects through
+:class:`PrimaryConnection`, which waits for the (new) primary."""
+
+
+def connect(
+    url: str, *, redis_class: type[Redis] = Redis, failover_sec: float = DEFAULT_FAILOVER_SEC, **options: Any
+) -> Redis:
+    """A client for ``url``: a plain server, or the primary a set of sentinels names (``redis+sentinel://``)."""
+    if not is_sentinel_url(url):
+        client: Redis = redis_class.from_url(url, **options)
+        return client
+    address = parse_sentinel_url(url)
+    sentinel_options = {
+        "socket_timeout": SENTINEL_TIMEOUT_SEC,
+        "socket_connect_timeout": SENTINEL_TIMEOUT_SEC,
+        "retry": Retry(NoBackoff(), 0),  # the next sentinel is the retry
+    }
+    sentinel = Sentinel(address.sentinels, sentinel_kwargs=sentinel_options)
+    primary: Redis = sentinel.master_for(
+        address.service,
+        redis_class=redis_class,
+        db=address.db,
+        username=address.username,
+        password=address.password,
+        retry=COMMAND_RETRY,
+        connection_class=PrimaryConnection,
+        failover_sec=failover_sec,
+        **options,
+    )
+    return primary
+
+
+class PrimaryConnection(SentinelManagedConnection):
+    """A connection to the primary the sentinels name *now*, waiting out a failover when it connects.
+
+    Connecting asks the sentinels for the primary and connects to it, again and again (backing off 50 ms,
+    100 ms, ... 500 ms) for up to ``failover_sec``: while the old primary is down and until a replica is
+    promoted, the connection waits instead of failing. Every (re)connection goes through here: redis-py
+    8.1 would otherwise reconnect a dropped connection inside ``send_packed_command`` straight to the
+    address it had, the dead primary. A command that loses its connection is retried (:data:`COMMAND_RETRY`)
+    and so reconnects here.
+    """
+
+    def __init__(self, *, failover_sec: float = DEFAULT_FAILOVER_SEC, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        self.failover_sec = failover_sec
+
+    def connect(self) -> None:
+        deadline = time.monotonic() + self.failover_sec
+        failures = 0
+        while True:
+            try:
+                self._connect_retry()  # type: ignore[no-untyped-call]  # redis-py's: find the primary, connect
+                return
+            except (
+                exceptions.ConnectionError,
+                exceptions.TimeoutError,
+            ):  # also: no sentinel names a primary
+                failures += 1
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(FAILOVER_BACKOFF.compute(failures))
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        self.connect()
+
+    def connect_to(self, address: tuple[str, int]) -> None:
+        self.host, self.port = address
+        Connection.connect_check_health(
+            self, check_health=self.connection_pool.check_connection, retry_socket_connect=False
+        )
+
+
+class HdxRedis(Redis):
+    """The connection class rq's commands use (``--connection-class``): ``from_url`` understands
+    ``redis+sentinel://`` too, with the process's failover budget."""
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> HdxRedis:
+        if not is_sentinel_url(url):
+            return super().from_url(url, **kwargs)  # type: ignore[return-value]
+        from .runtime import current  # runtime builds its connections with this module
+
+        return connect(url, redis_class=cls, failover_sec=current().settings.redis_failover_sec, **kwargs)  # type: ignore[return-value]
 
 
 def rq_redis(settings: Settings) -> Redis:
     """A client for the RQ Redis (queues, job records, buffers)."""
-    return Redis.from_url(
-        settings.redis_url, socket_timeout=SOCKET_TIMEOUT_SEC, socket_connect_timeout=5, health_check_interval=30
+    return connect(
+        settings.redis_url,
+        failover_sec=settings.redis_failover_sec,
+        socket_timeout=SOCKET_TIMEOUT_SEC,
+        socket_connect_timeout=CONNECT_TIMEOUT_SEC,
+        health_check_interval=30,
     )
 
 
 def blocking_redis(settings: Settings, seconds: float) -> Redis:
     """A client for the RQ Redis whose reads may block for ``seconds`` (waiting on a job's result)."""
-    return Redis.from_url(settings.redis_url, socket_timeout=seconds + SOCKET_TIMEOUT_SEC, socket_connect_timeout=5)
+    return connect(
+        settings.redis_url,
+        failover_sec=settings.redis_failover_sec,
+        socket_timeout=seconds + SOCKET_TIMEOUT_SEC,
+        socket_connect_timeout=CONNECT_TIMEOUT_SEC,
+    )
 
 
 def stream_redis(settings: Settings) -> Redis:
     """A client for the event-bus Redis shared with other consumers."""
-    return Redis.from_url(
-        settings.stream_url, socket_timeout=SOCKET_TIMEOUT_SEC, socket_connect_timeout=5, health_check_interval=30
+    return connect(
+        settings.stream_url,
+        failover_sec=settings.redis_failover_sec,
+        socket_timeout=SOCKET_TIMEOUT_SEC,
+        socket_connect_timeout=CONNECT_TIMEOUT_SEC,
+        health_check_interval=30,
     )
 
 

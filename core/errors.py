@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from .retry import Retryable
+
 
 class HdxError(Exception):
     """Base class: a failure with a stable code and a message safe to show a client."""
@@ -86,8 +88,8 @@ class CkanError(HdxError):
     user_message = "CKAN refused the call"
 
 
-class CkanUnavailable(CkanError):
-    """CKAN could not be reached, timed out, or answered 429/5xx: worth retrying."""
+class CkanUnavailable(CkanError, Retryable):
+    """CKAN could not be reached, timed out, or answered a retryable status (:mod:`core.retry`)."""
 
     error_type = "ckan-unavailable"
     user_message = "CKAN is unavailable"

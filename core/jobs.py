@@ -1,4 +1,4 @@
-"""Queue capacity (bounded queues) and the job records every slice shares.
+"""Queue capacity (bounded queues) and the job class every worker uses.
 
 A queue has a limit (``HDXRQ_MAX_QUEUED_JOBS``: one number for every queue and/or ``queue=number``
 overrides, 0 for none). Endpoints call :func:`check_capacity` before enqueueing; beyond the limit they
@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rq.job import Job
 
+from . import registry
 from .connections import queue
-from .errors import HdxError, ServiceUnavailable
+from .errors import ServiceUnavailable
+from .registry import ForbiddenJobFunction
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -44,47 +46,41 @@ def check_capacity(settings: Settings, redis: Redis, queue_name: str) -> None:
         raise QueueFull(f"{queue_name} already holds {limit} waiting jobs; try again later")
 
 
-class ForbiddenJobFunction(HdxError):
-    """A job names a function outside the project's job modules: it is refused, never imported."""
-
-    error_type = "forbidden-job-function"
-    http_status = 400
-    user_message = "This job's function is not one the service runs"
-
-
 class HdxJob(Job):
-    """RQ's job, limited to functions (and callbacks) in the modules of ``HDXRQ_JOB_MODULES``.
+    """RQ's job, limited to the functions of the job registry (:mod:`core.registry`), by exact name.
 
     Jobs are stored as JSON, so nobody with write access to Redis can smuggle a pickle; this closes the
-    other door: a JSON job naming ``os.system`` or any other importable callable is refused before import.
+    other door: a job naming ``os.system``, ``importapi.ogr.os.system`` or any other importable callable
+    fails with :class:`ForbiddenJobFunction` before anything is imported. No job may name a callback or
+    an instance to call a method of (the service queues neither), and none of them is ever resolved.
     """
 
     @property
     def func(self) -> Any:
-        _check_allowed(self.func_name)
-        return super().func
+        if self.instance is not None:
+            raise ForbiddenJobFunction("Refused to run a job that calls a method of a stored object")
+        return registry.current().job_function(self.func_name)
+
+    def perform(self) -> Any:
+        self.check_runnable()
+        return super().perform()
+
+    def check_runnable(self) -> None:
+        """Raise :class:`ForbiddenJobFunction` unless this job calls a registered function and nothing else."""
+        names = (self._success_callback_name, self._failure_callback_name, self._stopped_callback_name)
+        callback = next((name for name in names if name), None)
+        if callback is not None:
+            raise ForbiddenJobFunction(f"Refused to run a job with the callback {callback[:200]!r}")
+        _ = self.func
 
     @property
     def success_callback(self) -> Any:
-        _check_allowed(self._success_callback_name)
-        return super().success_callback
+        return None
 
     @property
     def failure_callback(self) -> Any:
-        _check_allowed(self._failure_callback_name)
-        return super().failure_callback
+        return None
 
     @property
     def stopped_callback(self) -> Any:
-        _check_allowed(self._stopped_callback_name)
-        return super().stopped_callback
-
-
-def _check_allowed(dotted_name: str | None) -> None:
-    if dotted_name is None:
-        return
-    from . import runtime
-
-    modules = runtime.current().settings.job_modules
-    if not any(dotted_name.startswith(f"{module}.") for module in modules):
-        raise ForbiddenJobFunction(f"refused to run {dotted_name[:200]!r}: not in HDXRQ_JOB_MODULES")
+        return None

@@ -2,15 +2,22 @@
 
 ``core`` knows no slice. The composition package (``app``) makes one :class:`Registry`, hands it to each
 slice's ``register(registry)`` and installs it; ``core`` reads it back from :func:`current`: the worker
-its start-up hooks and job time limits, the app factory its blueprints, the command line its commands.
-A process where nothing was installed gets an empty registry.
+its start-up hooks, job time limits and the job functions it may run, the app factory its blueprints,
+the command line its commands. A process where nothing was installed gets an empty registry, and its
+workers run nothing.
+
+The job functions are a table from the exact dotted name RQ stores in a job (``module.function``) to the
+function itself. A worker looks a job's name up there and nowhere else: no name is imported or resolved,
+so a job written into Redis by someone else can only run what a slice registered.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from .errors import HdxError
 
 if TYPE_CHECKING:
     import click
@@ -28,14 +35,23 @@ TimeoutPolicy = Callable[["Job", "Settings"], "int | None"]
 """A job's time limit in seconds, or None to keep the one it was queued with."""
 
 
+class ForbiddenJobFunction(HdxError):
+    """A job names a function that is not registered (or asks for a callback): it is refused, never run."""
+
+    error_type = "forbidden-job-function"
+    http_status = 400
+    user_message = "This job's function is not one the service runs"
+
+
 class Registry:
-    """Endpoints, commands and worker duties the slices registered."""
+    """Endpoints, commands, job functions and worker duties the slices registered."""
 
     def __init__(self) -> None:
         self.blueprints: list[tuple[Blueprint, AppSetup | None]] = []
         self.commands: list[click.Command] = []
         self.worker_start_hooks: list[WorkerHook] = []
         self.timeout_policies: list[TimeoutPolicy] = []
+        self._jobs: dict[str, Callable[..., Any]] = {}
 
     def blueprint(self, blueprint: Blueprint, setup: AppSetup | None = None) -> None:
         """Serve ``blueprint`` in every app; ``setup(app)`` runs after it is registered."""
@@ -52,6 +68,23 @@ class Registry:
     def job_timeout(self, policy: TimeoutPolicy) -> None:
         """Let ``policy`` set the time limit of jobs before a worker runs them."""
         self.timeout_policies.append(policy)
+
+    def job(self, *functions: Callable[..., Any]) -> None:
+        """Let workers run ``functions``, each under the dotted name RQ gives it (``module.qualname``)."""
+        for function in functions:
+            self._jobs[f"{function.__module__}.{function.__qualname__}"] = function
+
+    def job_names(self) -> frozenset[str]:
+        """The names of every registered job function."""
+        return frozenset(self._jobs)
+
+    def job_function(self, name: object) -> Callable[..., Any]:
+        """The function registered under exactly ``name``; :class:`ForbiddenJobFunction` for anything else."""
+        function = self._jobs.get(name) if isinstance(name, str) else None
+        if function is None:
+            shown = repr(name)[:200]
+            raise ForbiddenJobFunction(f"Refused to run {shown}: it is not a registered job function")
+        return function
 
     def timeout_for(self, job: Job, settings: Settings) -> int | None:
         """The first time limit a policy gives ``job``, or None."""

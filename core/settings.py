@@ -29,6 +29,8 @@ from pydantic import (
     field_validator,
 )
 
+from .redisurl import PLAIN_SCHEMES, is_sentinel_url, parse_sentinel_url, url_password
+
 ALL_QUEUES: tuple[str, ...] = ("geo_q", "analytics_q", "fs_check_q", "event_q", "default_scheduler_q")
 """Every queue of CONTRACTS.md §1, in the order a worker with no queue named listens to them."""
 
@@ -82,6 +84,7 @@ class Settings(BaseModel):
     redis_db: int = Field(1, validation_alias=env("HDX_REDIS_GISDB"), ge=0)
     redis_password: OptionalSecret = Field(None, validation_alias=env("HDXRQ_REDIS_PASSWORD"))
     redis_url_override: OptionalSecret = Field(None, validation_alias=env("HDXRQ_REDIS_URL"))
+    redis_failover_sec: float = Field(30.0, validation_alias=env("HDXRQ_REDIS_FAILOVER_SEC"), gt=0)
 
     # --- Event bus Redis (shared with other consumers: never flushed) ---
     stream_host: str = Field("localhost", validation_alias=env("REDIS_STREAM_HOST"))
@@ -144,6 +147,7 @@ class Settings(BaseModel):
     analytics_tick_sec: float = Field(60.0, validation_alias=env("HDXRQ_ANALYTICS_TICK_SEC"), gt=0)
     analytics_drain_budget_sec: float = Field(120.0, validation_alias=env("HDXRQ_ANALYTICS_DRAIN_BUDGET_SEC"), gt=0)
     analytics_drain_idle_sec: float = Field(1.0, validation_alias=env("HDXRQ_ANALYTICS_DRAIN_IDLE_SEC"), ge=0)
+    analytics_linger_ms: int = Field(500, validation_alias=env("HDXRQ_ANALYTICS_LINGER_MS"), ge=0, le=60000)
 
     # --- Change events ---
     events_api_enabled: bool = Field(True, validation_alias=env("EVENTS_API_ENABLED"))
@@ -186,10 +190,7 @@ class Settings(BaseModel):
     worker_ttl: int = Field(600, validation_alias=env("HDX_REDIS_WORKER_TTL"), ge=1)
     queues: StrList = Field(ALL_QUEUES, validation_alias=env("QUEUES"))
     run_workers: int = Field(2, validation_alias=env("HDXRQ_RUN_WORKERS"), ge=1)
-    job_modules: StrList = Field(
-        ("importapi", "analyticsapi", "eventsapi", "scheduler", "processes", "tiles"),
-        validation_alias=env("HDXRQ_JOB_MODULES"),
-    )
+    extra_job_modules: StrList = Field((), validation_alias=env("HDXRQ_EXTRA_JOB_MODULES"))
     max_queued_jobs: Annotated[dict[str, int], BeforeValidator(_parse_limits)] = Field(
         {}, validation_alias=env("HDXRQ_MAX_QUEUED_JOBS")
     )
@@ -239,6 +240,16 @@ class Settings(BaseModel):
     def _retry_intervals(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if any(seconds < 0 for seconds in value):
             raise ValueError("retry intervals are seconds >= 0")
+        return value
+
+    @field_validator("redis_url_override", "stream_url_override")
+    @classmethod
+    def _redis_url_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        url = value.get_secret_value() if value else ""
+        if url and is_sentinel_url(url):
+            parse_sentinel_url(url)  # raises ValueError saying what is wrong, never the password
+        elif url and not url.lower().startswith(PLAIN_SCHEMES):
+            raise ValueError(f"must be a {', '.join(PLAIN_SCHEMES)} or redis+sentinel:// URL")
         return value
 
     @field_validator("log_level")
@@ -302,6 +313,8 @@ class Settings(BaseModel):
             if field
         ]
         values += [token.get_secret_value() for token in self.admin_tokens]
+        for url in (self.redis_url_override, self.stream_url_override):
+            values.append(url_password(url.get_secret_value()) or "" if url else "")
         return [value for value in values if value]
 
     def masked(self) -> dict[str, Any]:

@@ -4,8 +4,11 @@ It is RQ's forking worker (a crashing job cannot take the worker down) plus the 
 
 * jobs of :data:`IN_PROCESS_QUEUES` run in the worker process itself, as RQ's ``SimpleWorker`` runs
   every job: they are short, frequent and pure Python, and a fork cost more than their work;
+* jobs run only functions of the job registry, looked up by exact name (:class:`core.jobs.HdxJob`);
 * the process runtime is built from the settings, and the start-up hooks the slices registered
   (:mod:`core.registry`) run once (for example, sweeping temporary directories left by a killed worker);
+* a job whose work horse was killed (out of memory, SIGKILL) gets its rq failure callback, as a job that
+  raised or was abandoned by a dead worker does, so its slice can tell CKAN when it was the last try;
 * every ended job is counted, with its duration and error code, in the cluster metrics (core.metrics);
 * every maintenance run (each :data:`MAINTENANCE_INTERVAL_SEC`, even when idle) also puts back jobs that a
   worker took from a queue but died before starting, when Redis went away (core.orphans);
@@ -24,15 +27,18 @@ import time
 from typing import Any
 
 from rq import Queue, Worker
+from rq.callbacks import execute_failure_callback
 from rq.defaults import DEFAULT_WORKER_TTL
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 from rq.timeouts import JobTimeoutException
+from rq.utils import import_attribute
 from rq.worker import WorkerStatus
 
 from . import orphans, procs, registry, runtime
 from .errors import HdxError
+from .jobs import HdxJob
 from .logging import JobLogHandler
 from .metrics import record_job
 
@@ -55,7 +61,10 @@ waiting up to twenty."""
 class HdxWorker(Worker):
     """RQ's forking worker with the project's runtime, start-up hooks, metrics and graceful stop."""
 
+    job_class = HdxJob
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["job_class"] = _registry_bound(kwargs.get("job_class"))
         super().__init__(*args, **kwargs)
         self._error_type = "unknown"
         self._interrupted_job_id: str | None = None
@@ -102,6 +111,16 @@ class HdxWorker(Worker):
             return super().get_heartbeat_ttl(job, working_time)
         # No horse to watch, so no heartbeat while the job runs: the worker's key must outlive the job.
         return DEFAULT_WORKER_TTL if job.timeout == -1 else int(job.timeout or DEFAULT_WORKER_TTL) + 60
+
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]  # rq's
+        if job.id == self._interrupted_job_id:
+            return  # stopped for a shutdown: requeued, not failed
+        killed = WorkHorseKilled(f"the job's process ended unexpectedly (wait status {ret_val})")
+        try:
+            execute_failure_callback(job, self.death_penalty_class, WorkHorseKilled, killed, None)
+        except Exception:
+            log.exception("failure callback of job %s raised", job.id)
 
     # --- metrics ---
 
@@ -180,6 +199,20 @@ class HdxWorker(Worker):
             failed.requeue(job.id, at_front=True)
             log.warning("job %s requeued at the front of %s", job.id, queue.name)
         self._interrupted_job_id = None
+
+
+def _registry_bound(job_class: type[Job] | str | None) -> type[Job]:
+    """:class:`HdxJob` (or a subclass): a job class that would resolve any name is never used."""
+    chosen = import_attribute(job_class) if isinstance(job_class, str) else job_class
+    if isinstance(chosen, type) and issubclass(chosen, HdxJob):
+        return chosen
+    if chosen is not None:
+        log.warning("job class %r ignored: workers use %s, which runs registered functions only", job_class, HdxJob)
+    return HdxJob
+
+
+class WorkHorseKilled(Exception):
+    """What a job's failure callback receives when its work horse died without raising (OOM, SIGKILL)."""
 
 
 def error_type_of(error: BaseException | None) -> str:

@@ -12,9 +12,12 @@ if TYPE_CHECKING:
 
 
 def register(registry: Registry) -> None:
-    """Give the service this slice's endpoints, ``events`` commands and the renderer a worker builds once."""
-    from . import api, cli, display
+    """Give the service the endpoints, ``events`` commands, job functions and the renderer workers build."""
+    from . import api, cli, display, tasks
 
     registry.blueprint(api.bp, api.init_app)
     registry.command(cli.events)
+    registry.job(
+        tasks.publish_change_events, tasks.check_file_structure, tasks.send_fs_check_result, tasks.check_gave_up
+    )
     registry.on_worker_start(display.prepare_renderer)

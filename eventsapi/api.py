@@ -14,7 +14,6 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
 from core.auth import notification_endpoint
-from core.connections import queue
 from core.errors import HdxError
 from core.jobs import check_capacity
 from core.metrics import register_metric_source
@@ -23,7 +22,7 @@ from core.runtime import Runtime
 from .errors import EventRequestError, EventsDisabled, FsCheckRequestError
 from .intake import EVENT_QUEUE, enqueue_change_request, event_time_now, parse_change_request
 from .metrics import fs_check_callbacks_pending, stream_metrics
-from .tasks import FS_CHECK_QUEUE
+from .tasks import FS_CHECK_QUEUE, enqueue_check
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +72,7 @@ def file_structure_check(dataset_id: str, resource_id: str) -> Response:
     try:
         url, history = _fs_check_arguments(_json_body())
         check_capacity(_runtime().settings, _runtime().redis, FS_CHECK_QUEUE)
-        queue(FS_CHECK_QUEUE, _runtime().redis).enqueue(
-            "eventsapi.tasks.check_file_structure",
-            dataset_id,
-            resource_id,
-            url,
-            history,
-            description=f"file-structure check of resource {resource_id}",
-        )
+        enqueue_check(_runtime().redis, dataset_id, resource_id, url, history)
     except HdxError as error:
         return jsonify(success=False, message=error.message, error_type=error.error_type)
     except RedisError as error:

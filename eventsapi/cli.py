@@ -14,6 +14,7 @@ import click
 import httpx
 from redis.exceptions import RedisError
 
+from core.retry import RetryPolicy, is_retryable, retryable_status
 from core.runtime import Runtime
 
 from .bus import Entry, GroupConsumer
@@ -22,9 +23,8 @@ from .intake import event_time_now
 
 log = logging.getLogger(__name__)
 
-PERMANENT_STATUS = range(400, 500)
-RETRYABLE_4XX = frozenset({408, 425, 429})
 REDIS_PAUSE_SEC = 1.0
+WEBHOOK_BACKOFF_CAP_SEC = 60.0
 
 
 @click.group("events")
@@ -146,7 +146,9 @@ def _consume(member: GroupConsumer, options: dict[str, Any], handle: Callable[[S
 @click.option("--webhook", required=True, help='URL receiving POST {"events": [...]} (n8n style).')
 @_consumer_options("hdxrq-forward")
 @click.option("--retries", default=3, show_default=True, type=click.IntRange(0), help="Attempts after the first.")
-@click.option("--backoff", default=1.0, show_default=True, type=click.FloatRange(0), help="First pause, doubling.")
+@click.option(
+    "--backoff", default=1.0, show_default=True, type=click.FloatRange(0), help="First pause, doubling (with jitter)."
+)
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1), help="HTTP timeout (s).")
 @click.option(
     "--max-deliveries",
@@ -197,32 +199,32 @@ def _delivery_groups(member: GroupConsumer, entries: list[Entry], max_deliveries
 
 
 class WebhookSender:
-    """POSTs batches of events with retries on network errors, 408/425/429 and 5xx."""
+    """POSTs batches of events, retrying what the one retry policy (:mod:`core.retry`) calls retryable."""
 
     def __init__(self, url: str, user_agent: str, options: dict[str, Any]) -> None:
-        self.url, self.retries, self.backoff = url, options["retries"], options["backoff"]
+        self.url, self.retries = url, options["retries"]
+        self.policy = RetryPolicy(base_sec=options["backoff"], cap_sec=WEBHOOK_BACKOFF_CAP_SEC)
         self._http = httpx.Client(timeout=options["timeout"], headers={"User-Agent": user_agent})
 
     def send(self, entries: Sequence[Entry]) -> bool:
         """Whether the webhook took the batch (a 2xx)."""
         payload = {"events": [_body(entry) for entry in entries]}
-        for attempt in range(self.retries + 1):
-            status = self._post(payload)
-            if status is not None and 200 <= status < 300:
-                return True
-            if status in PERMANENT_STATUS and status not in RETRYABLE_4XX:
+        for attempt in range(1, self.retries + 2):
+            try:
+                status = self._http.post(self.url, json=payload).status_code
+            except httpx.HTTPError as error:
+                log.warning("webhook unreachable: %s", type(error).__name__)
+                outcome, again = type(error).__name__, is_retryable(error)
+            else:
+                if 200 <= status < 300:
+                    return True
+                outcome, again = f"status {status}", retryable_status(status)
+            if not again or attempt > self.retries:
                 break
-            if attempt < self.retries and self.backoff:
-                time.sleep(self.backoff * 2**attempt)
-        click.echo(f"events: webhook refused {len(entries)} event(s) (last status {status})", err=True)
+            if self.policy.base_sec:
+                time.sleep(self.policy.delay(attempt))
+        click.echo(f"events: webhook refused {len(entries)} event(s) (last: {outcome})", err=True)
         return False
-
-    def _post(self, payload: dict[str, Any]) -> int | None:
-        try:
-            return self._http.post(self.url, json=payload).status_code
-        except httpx.HTTPError as error:
-            log.warning("webhook unreachable: %s", type(error).__name__)
-            return None
 
     def close(self) -> None:
         self._http.close()

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+import orjson
+
+from core.errors import HdxError
+from core.guarded_http import (
+    DestinationRefused,
+    GuardedClient,
+    OutboundError,
+    OutboundPolicy,
+    OutboundTimeout,
+    Resolver,
+    ResponseTooLarge,
+    system_resolver,
+)
 
 from .detect import diff_sheets, last_success, proxy_sheets
-from .errors import HxlProxyError, HxlProxyTimeout
+from .errors import HxlProxyError, HxlProxyRefused, HxlProxyTimeout
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -17,24 +32,29 @@ SUCCESS_MESSAGE = "File structure check completed"
 MAX_PROXY_BYTES = 20 * 1024 * 1024
 
 
-def fetch_source_info(url: str, *, timeout: float, user_agent: str) -> dict[str, Any]:
-    """GET the HXL proxy's source-info answer; raise :class:`HxlProxyError` unless it is a JSON object."""
-    limits = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+def fetch_source_info(url: str, settings: Settings, *, resolver: Resolver = system_resolver) -> dict[str, Any]:
+    """GET the HXL proxy's source-info answer through the guarded client (the URL comes from a request:
+    private addresses are refused, redirects checked, the body capped at 20 MB while streaming); raise
+    :class:`HxlProxyError` unless the answer is a JSON object (NaN and Infinity are not JSON)."""
+    timeout = float(settings.timeout_sec)
+    policy = OutboundPolicy.from_settings(settings, max_bytes=MAX_PROXY_BYTES, total_timeout_sec=timeout)
     try:
-        with httpx.Client(timeout=limits, follow_redirects=True, headers={"User-Agent": user_agent}) as http:
-            response = http.get(url)
-    except httpx.TimeoutException:
+        with GuardedClient(policy, resolver=resolver).get(url) as fetched:
+            if not 200 <= fetched.status_code < 300:
+                raise HxlProxyError(f"The HXL proxy answered HTTP {fetched.status_code}")
+            kind = fetched.headers.get("content-type", "unknown type").split(";")[0]
+            body = fetched.read()
+    except DestinationRefused as error:
+        raise HxlProxyRefused(f"The HXL proxy URL is not allowed: {error.message}") from None
+    except OutboundTimeout:
         raise HxlProxyTimeout(f"The HXL proxy did not answer within {timeout:g} s") from None
-    except httpx.HTTPError as error:
-        raise HxlProxyError(f"The HXL proxy could not be reached ({type(error).__name__})") from None
-    if not response.is_success:
-        raise HxlProxyError(f"The HXL proxy answered HTTP {response.status_code}")
-    if len(response.content) > MAX_PROXY_BYTES:
-        raise HxlProxyError("The HXL proxy answer is too large")
+    except ResponseTooLarge:
+        raise HxlProxyError("The HXL proxy answer is too large") from None
+    except OutboundError as error:
+        raise HxlProxyError(f"The HXL proxy could not be reached ({error.message})") from None
     try:
-        payload = response.json()
-    except ValueError:
-        kind = response.headers.get("content-type", "unknown type").split(";")[0]
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise HxlProxyError(f"The HXL proxy answered {kind}, not JSON") from None
     if not isinstance(payload, dict):
         raise HxlProxyError("The HXL proxy answered JSON that is not an object")
@@ -67,7 +87,7 @@ def success_value(history: Any, proxy_response: dict[str, Any], timestamp: str, 
     }
 
 
-def error_value(error: HxlProxyError, timestamp: str) -> dict[str, Any]:
+def error_value(error: HdxError, timestamp: str) -> dict[str, Any]:
     """The ``value`` of the callback when the proxy failed: the resource must not stay "processing"."""
     return {
         "state": "error",

@@ -1,27 +1,55 @@
-"""Job functions of the eventsapi slice (``event_q`` and ``fs_check_q``); all are safe to run twice."""
+"""Job functions of the eventsapi slice (``event_q`` and ``fs_check_q``); all are safe to run twice.
+
+A file-structure check runs again when an attempt is interrupted (the worker died or the job raised), as
+imports do (:data:`FS_CHECK_RETRY`); when the last attempt is interrupted too, :func:`check_gave_up` (the
+job's rq failure callback) sends CKAN an ``error`` value, so the resource never stays "processing".
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
-from rq import Retry, get_current_job
+from rq import Callback, Retry, get_current_job
 
 from core import runtime
 from core.connections import queue
 from core.errors import CkanError, CkanUnavailable, ConfigurationError
 from core.progress import report_progress
+from core.retry import CKAN_CALLBACKS
 
 from . import bus, fscheck
 from .detect import detect_events
-from .errors import EventRequestError, HxlProxyError
+from .errors import EventRequestError, FsCheckGaveUp, HxlProxyError
 from .intake import REQUEST_KEY_PREFIX, event_time_now, parse_change_request
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from rq.job import Job
 
 log = logging.getLogger(__name__)
 
 FS_CHECK_QUEUE = "fs_check_q"
 CALLBACK_ACTION = "hdx_fs_check_resource_revise"
-CALLBACK_INTERVALS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+FS_CHECK_RETRY = Retry(max=2, interval=[30, 120])
+"""Re-runs a check whose worker died or that raised (the same policy as geopreview imports)."""
+GAVE_UP_CALLBACK_TIMEOUT_SEC = 60
+
+
+def enqueue_check(redis: Redis, dataset_id: str, resource_id: str, url: str, history: str) -> Job:
+    """Queue :func:`check_file_structure` with its retries and its last-attempt callback to CKAN."""
+    return queue(FS_CHECK_QUEUE, redis).enqueue(
+        check_file_structure,
+        dataset_id,
+        resource_id,
+        url,
+        history,
+        retry=FS_CHECK_RETRY,
+        on_failure=Callback(check_gave_up, timeout=GAVE_UP_CALLBACK_TIMEOUT_SEC),
+        failure_ttl=30 * 24 * 3600,
+        description=f"file-structure check of resource {resource_id}",
+    )
 
 
 def publish_change_events(request_id: str, event_time: str) -> dict[str, Any]:
@@ -56,14 +84,39 @@ def check_file_structure(dataset_id: str, resource_id: str, source_info_url: str
     settings = runtime.current().settings
     report_progress("asking the HXL proxy", 10.0)
     try:
-        proxy = fscheck.fetch_source_info(
-            source_info_url, timeout=float(settings.timeout_sec), user_agent=settings.user_agent
-        )
+        proxy = fscheck.fetch_source_info(source_info_url, settings)
         value = fscheck.success_value(fs_check_info, proxy, event_time_now(), resource_id)
     except HxlProxyError as error:
         log.warning("resource %s: %s", resource_id, error.message)
         value = fscheck.error_value(error, event_time_now())
     report_progress("calling back", 80.0)
+    _deliver(dataset_id, resource_id, value)
+    return value["state"]
+
+
+def check_gave_up(
+    job: Job,
+    connection: object,
+    exc_type: type[BaseException] | None = None,
+    exc_value: BaseException | None = None,
+    traceback: TracebackType | None = None,
+) -> None:
+    """rq failure callback of :func:`check_file_structure`: on the last attempt, send CKAN an ``error``.
+
+    Called when an attempt raised, when its worker died, or when its work horse was killed; an attempt
+    with retries left runs again and says nothing.
+    """
+    if job.retries_left:
+        return
+    dataset_id, resource_id = str(job.args[0]), str(job.args[1])
+    attempts = (FS_CHECK_RETRY.max or 0) + 1
+    error = FsCheckGaveUp(f"the check was interrupted on each of its {attempts} attempts")
+    log.error("resource %s: file structure check gave up (%s)", resource_id, type(exc_value).__name__)
+    _deliver(dataset_id, resource_id, fscheck.error_value(error, event_time_now()))
+
+
+def _deliver(dataset_id: str, resource_id: str, value: dict[str, Any]) -> None:
+    """Send the check's value now, or queue its durable delivery when CKAN is unavailable."""
     try:
         send_fs_check_result(dataset_id, resource_id, value)
     except CkanUnavailable as error:
@@ -73,11 +126,10 @@ def check_file_structure(dataset_id: str, resource_id: str, source_info_url: str
             dataset_id,
             resource_id,
             value,
-            retry=callback_retry(settings.callback_retry_hours),
+            retry=CKAN_CALLBACKS.rq_retry(runtime.current().settings.callback_retry_hours * 3600),
             failure_ttl=30 * 24 * 3600,
             description=f"fs-check callback for resource {resource_id}",
         )
-    return value["state"]
 
 
 def send_fs_check_result(dataset_id: str, resource_id: str, value: dict[str, Any]) -> None:
@@ -93,17 +145,6 @@ def send_fs_check_result(dataset_id: str, resource_id: str, value: dict[str, Any
         log.error("resource %s: fs-check callback refused: %s", resource_id, error.message)
         raise
     log.info("resource %s: fs-check result %s sent to CKAN", resource_id, value["state"])
-
-
-def callback_retry(hours: float) -> Retry:
-    """Backoff intervals summing to about ``hours``, the last one repeated."""
-    intervals: list[int] = []
-    budget = hours * 3600
-    while budget > 0:
-        step = CALLBACK_INTERVALS[min(len(intervals), len(CALLBACK_INTERVALS) - 1)]
-        intervals.append(step)
-        budget -= step
-    return Retry(max=len(intervals), interval=intervals)
 
 
 def _no_more_retries() -> None:

@@ -1,21 +1,22 @@
 """The callback to CKAN (CONTRACTS.md §2.2): ``hdx_resource_update_metadata`` with a ``shape_info`` string.
 
-Delivery is its own RQ job with ``Retry``: connection errors, timeouts, 429, 5xx and ``success: false``
-are retried with growing intervals for ``HDXRQ_CALLBACK_RETRY_HOURS``, from Redis, so a worker restart
-does not lose it. A callback older than one CKAN already accepted for the same resource is dropped, so a
-late retry can never make CKAN show a stale result.
+Delivery is its own RQ job with ``Retry`` (the one retry policy, :data:`core.retry.CKAN_CALLBACKS`):
+connection errors, timeouts, 408/425/429, 5xx and ``success: false`` are retried with growing intervals
+for ``HDXRQ_CALLBACK_RETRY_HOURS``, from Redis, so a worker restart does not lose it. A callback older
+than one CKAN already accepted for the same resource is dropped, so a late retry can never make CKAN show
+a stale result.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from typing import TYPE_CHECKING, Any
 
 from rq import Retry
 
 from core.errors import CkanError, ConfigurationError, HdxError
+from core.retry import CKAN_CALLBACKS
 
 if TYPE_CHECKING:
     from core.ckan import CkanClient
@@ -24,9 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ACTION = "hdx_resource_update_metadata"
-BASE_INTERVALS_SEC = (10, 30, 60, 120, 300, 600, 1800)
-"""First retry intervals; after them, one attempt an hour until the retry window is used up."""
-LATE_INTERVAL_SEC = 3600
 
 
 class CallbackNotAccepted(CkanError):
@@ -53,16 +51,8 @@ def request_body(resource_id: str, shape_info: dict[str, Any]) -> dict[str, Any]
 
 
 def retry_policy(settings: Settings) -> Retry:
-    """rq ``Retry`` whose intervals add up to at least ``callback_retry_hours``."""
-    window = settings.callback_retry_hours * 3600
-    intervals: list[int] = []
-    for interval in BASE_INTERVALS_SEC:
-        if sum(intervals) >= window:
-            break
-        intervals.append(interval)
-    late = max(0, math.ceil((window - sum(intervals)) / LATE_INTERVAL_SEC))
-    intervals += [LATE_INTERVAL_SEC] if late else []
-    return Retry(max=len(intervals) - (1 if late else 0) + late, interval=intervals)
+    """rq ``Retry`` that keeps trying for at least ``HDXRQ_CALLBACK_RETRY_HOURS``."""
+    return CKAN_CALLBACKS.rq_retry(settings.callback_retry_hours * 3600)
 
 
 def deliver(ckan: CkanClient, settings: Settings, resource_id: str, shape_info: dict[str, Any]) -> None:

@@ -1,8 +1,9 @@
 """Fetch the resource file: streaming, size-capped, time-limited, refusing private addresses.
 
-* Every hop (the URL and each redirect) is checked: http(s) only, and its host must resolve to public
-  addresses unless ``HDXRQ_DOWNLOAD_ALLOWLIST`` names it (host name, IP or CIDR). After connecting, the
-  peer address is checked again, so a DNS answer that changes between check and connect is caught too.
+* The URL and every redirect go through :class:`core.guarded_http.GuardedClient`: http(s) only, each
+  host resolved once and checked, the connection made to the checked address (no DNS rebinding),
+  private, loopback, link-local, metadata, 6to4, NAT64 and IPv4-mapped addresses refused unless
+  ``HDXRQ_DOWNLOAD_ALLOWLIST`` names them.
 * The CKAN token (``HDX_GIS_API_KEY``) goes only to the exact ``HDX_DOMAIN`` host (or its subdomains when
   ``HDXRQ_TOKEN_TO_SUBDOMAINS``), compared after parsing, and never across a redirect to another host.
 * ``MAX_FILE_SIZE_MB`` is enforced while streaming; ``TIMEOUT_SEC`` bounds the whole transfer.
@@ -12,29 +13,32 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
-import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from core.guarded_http import (
+    DestinationRefused,
+    Fetched,
+    GuardedClient,
+    OutboundError,
+    OutboundPolicy,
+    OutboundTimeout,
+    Resolver,
+    ResponseTooLarge,
+    system_resolver,
+)
 from core.settings import Settings
 
-from .errors import DownloadProblem, DownloadRefused, FileTooLarge, ImportTimeout
+from .errors import DownloadProblem, DownloadRefused, FileTooLarge, ImportProblem, ImportTimeout
 
 log = logging.getLogger(__name__)
-
-CHUNK_BYTES = 256 * 1024
-CONNECT_TIMEOUT_SEC = 10.0
-METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata"})
-_REDIRECTS = {301, 302, 303, 307, 308}
 
 
 @dataclass(frozen=True)
@@ -49,39 +53,52 @@ class Downloaded:
 def redact_url(url: str) -> str:
     """The URL without credentials, query or fragment: safe for logs and messages."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
 
 def download(
-    url: str, directory: Path, settings: Settings, on_progress: Callable[[float | None], None] | None = None
+    url: str,
+    directory: Path,
+    settings: Settings,
+    on_progress: Callable[[float | None], None] | None = None,
+    *,
+    resolver: Resolver = system_resolver,
 ) -> Downloaded:
     """Download ``url`` into ``directory``; raise a coded :class:`~importapi.errors.ImportProblem`."""
-    deadline = time.monotonic() + settings.timeout_sec
-    timeout = httpx.Timeout(settings.download_read_timeout_sec, connect=CONNECT_TIMEOUT_SEC)
-    with httpx.Client(timeout=timeout, follow_redirects=False, headers={"User-Agent": settings.user_agent}) as http:
-        for _hop in range(settings.download_max_redirects + 1):
-            _check_destination(url, settings)
-            headers = _auth_headers(url, settings)
-            try:
-                with http.stream("GET", url, headers=headers) as response:
-                    _check_peer(response, url, settings)
-                    if response.status_code in _REDIRECTS and "location" in response.headers:
-                        url = urljoin(url, response.headers["location"])
-                        continue
-                    return _save(response, url, directory, settings, deadline, on_progress)
-            except httpx.TimeoutException:
-                raise ImportTimeout(f"Download from {redact_url(url)} timed out") from None
-            except httpx.HTTPError as error:
-                raise DownloadProblem(f"Download from {redact_url(url)} failed: {type(error).__name__}") from None
-    raise DownloadProblem(f"Too many redirects from {redact_url(url)}")
+    policy = OutboundPolicy.from_settings(
+        settings, max_bytes=settings.max_file_size_bytes, total_timeout_sec=float(settings.timeout_sec)
+    )
+    client = GuardedClient(policy, resolver=resolver)
+    try:
+        with client.get(url, headers_for=lambda hop: _auth_headers(hop, settings)) as fetched:
+            return _save(fetched, directory, settings, on_progress)
+    except OutboundError as error:
+        raise _import_problem(error, url, settings) from None
 
 
-def _auth_headers(url: str, settings: Settings) -> dict[str, str]:
+def _import_problem(error: OutboundError, url: str, settings: Settings) -> ImportProblem:
+    """The import's code for a failed fetch (the message names the user's own URL, nothing internal)."""
+    where = redact_url(url)
+    if isinstance(error, DestinationRefused):
+        details = error.details
+        if "host" in details:
+            return DownloadRefused(f"Downloads from {details['host']} are not allowed ({details['reason']})")
+        return DownloadRefused("Only http and https URLs can be imported")
+    if isinstance(error, ResponseTooLarge):
+        return FileTooLarge(f"The file is larger than {settings.max_file_size_mb} MB")
+    if isinstance(error, OutboundTimeout):
+        return ImportTimeout(f"Download from {where} timed out")
+    return DownloadProblem(f"Download from {where} failed: {error.message}")
+
+
+def _auth_headers(hop: httpx.URL, settings: Settings) -> dict[str, str]:
     if settings.gis_api_key is None or not settings.hdx_domain:
         return {}
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    host = hop.raw_host.decode("ascii").lower().rstrip(".")
     domain = settings.hdx_domain.lower().strip().rstrip(".")
     if "://" in domain:
         domain = (urlsplit(domain).hostname or "").lower()
@@ -89,89 +106,22 @@ def _auth_headers(url: str, settings: Settings) -> dict[str, str]:
     return {"Authorization": settings.gis_api_key.get_secret_value()} if matches else {}
 
 
-def _check_destination(url: str, settings: Settings) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DownloadRefused("Only http and https URLs can be imported")
-    host = parts.hostname.lower().rstrip(".")
-    if _host_allowed(host, settings):
-        return
-    if host in METADATA_HOSTS:
-        raise DownloadRefused(f"Downloads from {host} are not allowed")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        raise DownloadProblem(f"Cannot resolve the host {host}") from None
-    for info in infos:
-        _check_address(str(info[4][0]), host, settings)
-
-
-def _check_peer(response: httpx.Response, url: str, settings: Settings) -> None:
-    stream = response.extensions.get("network_stream")
-    peer = stream.get_extra_info("server_addr") if stream is not None else None
-    if peer:
-        _check_address(str(peer[0]), (urlsplit(url).hostname or "").lower(), settings)
-
-
-def _check_address(address: str, host: str, settings: Settings) -> None:
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    if ip.is_global and not ip.is_multicast:
-        return
-    if _host_allowed(str(ip), settings) or _host_allowed(host, settings):
-        return
-    raise DownloadRefused(f"Downloads from {host} are not allowed (private or reserved address)")
-
-
-def _host_allowed(host: str, settings: Settings) -> bool:
-    for item in settings.download_allowlist:
-        item = item.lower()
-        if item == host:
-            return True
-        try:
-            if ipaddress.ip_address(host) in ipaddress.ip_network(item, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
 def _save(
-    response: httpx.Response,
-    url: str,
-    directory: Path,
-    settings: Settings,
-    deadline: float,
-    on_progress: Callable[[float | None], None] | None,
+    fetched: Fetched, directory: Path, settings: Settings, on_progress: Callable[[float | None], None] | None
 ) -> Downloaded:
-    if response.status_code != 200:
-        raise DownloadProblem(f"Download from {redact_url(url)} answered HTTP {response.status_code}")
-    limit = settings.max_file_size_bytes
-    expected = _content_length(response)
-    if expected is not None and expected > limit:
-        raise FileTooLarge(f"The file is larger than {settings.max_file_size_mb} MB")
-    path = directory / file_name(response.headers.get("content-disposition"), url)
+    url = str(fetched.url)
+    if fetched.status_code != 200:
+        raise DownloadProblem(f"Download from {redact_url(url)} answered HTTP {fetched.status_code}")
+    expected = fetched.declared_length()
+    path = directory / file_name(fetched.headers.get("content-disposition"), url)
     received = 0
     with path.open("wb") as out:
-        for chunk in response.iter_bytes(CHUNK_BYTES):
+        for chunk in fetched.iter_bytes():
             received += len(chunk)
-            if received > limit:
-                raise FileTooLarge(f"The file is larger than {settings.max_file_size_mb} MB")
-            if time.monotonic() > deadline:
-                raise ImportTimeout(f"Download took more than {settings.timeout_sec} seconds")
             out.write(chunk)
             if on_progress is not None:
                 on_progress(100.0 * received / expected if expected else None)
-    return Downloaded(path=path, size=received, content_type=response.headers.get("content-type", ""))
-
-
-def _content_length(response: httpx.Response) -> int | None:
-    try:
-        return int(response.headers["content-length"])
-    except (KeyError, ValueError):
-        return None
+    return Downloaded(path=path, size=received, content_type=fetched.headers.get("content-type", ""))
 
 
 def file_name(content_disposition: str | None, url: str) -> str:

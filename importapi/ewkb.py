@@ -1,7 +1,9 @@
 """The geometry column of the GeoJSON fast path: features' geometries as multi-type hex EWKB, SRID 4326.
 
 The types are those ``-nlt PROMOTE_TO_MULTI`` gives, XY only (like ``-dim XY``); a feature with a
-coordinate outside ±180/±90 is left out and its index reported. Two routes give the same bytes:
+coordinate outside ±180/±90 is left out and its index reported, unless all its coordinates lie within the
+rounding tolerance of the bounds (``bounds``): those past the bounds are then clamped onto them. Two routes
+give the same bytes:
 
 * :func:`encode_raw`, for the usual batch. geojson's typed decoder leaves each geometry's coordinates as
   JSON text; the batch's coordinates are joined into one JSON text whose *skeleton* (the text without its
@@ -30,6 +32,8 @@ import msgspec
 import numpy as np
 import orjson
 import simdjson
+
+from .bounds import LIMIT_X, LIMIT_Y, MAX_X, MAX_Y
 
 SRID = 4326
 NULL = "\\N"
@@ -67,7 +71,7 @@ class GeometryBatch(msgspec.Struct):
     geometries: list[str]
     """Hex EWKB, or :data:`NULL`, of each feature that is not left out."""
     removed: list[int]
-    """Indexes of the features left out for coordinates outside ±180/±90."""
+    """Indexes of the features left out for coordinates outside ±180/±90 (beyond the tolerance)."""
 
 
 # --- decoding --------------------------------------------------------------------------------------------
@@ -187,12 +191,12 @@ class _Column:
 
 
 def _encode(target: str, is_multi: bool, coordinates: Any) -> str | None:
-    """Hex EWKB of the multi geometry, or None when a coordinate is outside ±180/±90."""
+    """Hex EWKB of the multi geometry, or None when a coordinate is outside ±180/±90 (beyond the tolerance)."""
     if target == "MultiPoint" and not is_multi:
         x, y = coordinates[0], coordinates[1]
-        if not (-180 <= x <= 180 and -90 <= y <= 90):
+        if not (-LIMIT_X <= x <= LIMIT_X and -LIMIT_Y <= y <= LIMIT_Y):
             return None
-        return _ONE_POINT.pack(1, _MULTIPOINT_EWKB, SRID, 1, 1, 1, x, y).hex()
+        return _ONE_POINT.pack(1, _MULTIPOINT_EWKB, SRID, 1, 1, 1, _clamp(x, MAX_X), _clamp(y, MAX_Y)).hex()
     parts = coordinates if is_multi else [coordinates]
     if not parts:
         raise ValueError("empty geometry")
@@ -201,8 +205,8 @@ def _encode(target: str, is_multi: bool, coordinates: Any) -> str | None:
     for part in parts:
         if target == "MultiPoint":
             x, y = part[0], part[1]
-            inside = inside and -180 <= x <= 180 and -90 <= y <= 90
-            chunks.append(_POINT.pack(1, 1, x, y))
+            inside = inside and -LIMIT_X <= x <= LIMIT_X and -LIMIT_Y <= y <= LIMIT_Y
+            chunks.append(_POINT.pack(1, 1, _clamp(x, MAX_X), _clamp(y, MAX_Y)))
         elif target == "MultiLineString":
             chunks.append(_PART_PREFIX.pack(1, 2))
             inside = _pack_ring(part, chunks) and inside
@@ -216,19 +220,31 @@ def _encode(target: str, is_multi: bool, coordinates: Any) -> str | None:
 
 
 def _pack_ring(points: Sequence[Any], chunks: list[bytes]) -> bool:
-    """Append a point count and the XY doubles; whether every point is inside ±180/±90."""
+    """Append a point count and the XY doubles (clamped onto ±180/±90); whether every point is within the
+    tolerance of the bounds."""
     if not points:
         raise ValueError("empty ring")
     flat = list(chain.from_iterable(points))
     if len(flat) != 2 * len(points):  # Z or M values: keep XY only (-dim XY)
         flat = [value for point in points for value in (point[0], point[1])]
     xs, ys = flat[0::2], flat[1::2]
+    (x_low, x_high), (y_low, y_high) = (min(xs), max(xs)), (min(ys), max(ys))
+    if x_low < -MAX_X or x_high > MAX_X or y_low < -MAX_Y or y_high > MAX_Y:
+        flat[0::2] = [_clamp(x, MAX_X) for x in xs]
+        flat[1::2] = [_clamp(y, MAX_Y) for y in ys]
     chunks.append(_COUNT.pack(len(points)))
     doubles = array("d", flat)
     if sys.byteorder != "little":  # WKB byte-order flag 1 (little endian) is written for every part
         doubles.byteswap()
     chunks.append(doubles.tobytes())
-    return min(xs) >= -180 and max(xs) <= 180 and min(ys) >= -90 and max(ys) <= 90
+    return x_low >= -LIMIT_X and x_high <= LIMIT_X and y_low >= -LIMIT_Y and y_high <= LIMIT_Y
+
+
+def _clamp(value: float, limit: float) -> float:
+    """``value`` onto ``±limit``; an inside value unchanged (an integer stays one, as the raw route has it)."""
+    if value > limit:
+        return limit
+    return -limit if value < -limit else value
 
 
 # --- the raw route ----------------------------------------------------------------------------------------
@@ -309,11 +325,12 @@ def encode_raw(geometries: Sequence[RawGeometry | None]) -> GeometryBatch | None
     if doubles is None:
         return None
     del joined, text  # the coordinates' text: the largest object here, no longer needed
+    beyond = _clamp_onto_bounds(doubles)
     out, starts, sizes = _assemble(layout, single, skeleton, doubles)
     hexed = out.data.hex()
     ends = (2 * starts[1:]).tolist() + [len(hexed)]
     texts = [hexed[start:end] for start, end in zip((2 * starts).tolist(), ends, strict=True)]
-    left_out = _outside(doubles, sizes)
+    left_out = _owners(beyond, sizes)
     if len(present) == len(geometries) and not left_out:
         return GeometryBatch(len(geometries), family, texts, [])
     column, removed = [], []
@@ -352,15 +369,24 @@ def _join(geometries: list[RawGeometry]) -> tuple[str, bool, bytes] | None:
     return families.pop(), multi == {False}, b",".join(pieces)
 
 
-def _outside(doubles: np.ndarray, sizes: np.ndarray) -> set[int]:
-    """The features (numbers within the batch, of ``sizes`` positions each) with a position outside
-    ±180/±90."""
+def _clamp_onto_bounds(doubles: np.ndarray) -> np.ndarray | None:
+    """Clamp the XY ``doubles`` onto ±180/±90 in place; the mask of positions that were beyond the
+    tolerance (None when there are none)."""
     xs, ys = doubles[0::2], doubles[1::2]
-    if xs.min() >= -180 and xs.max() <= 180 and ys.min() >= -90 and ys.max() <= 90:
+    if xs.min() >= -MAX_X and xs.max() <= MAX_X and ys.min() >= -MAX_Y and ys.max() <= MAX_Y:
+        return None
+    beyond = (xs < -LIMIT_X) | (xs > LIMIT_X) | (ys < -LIMIT_Y) | (ys > LIMIT_Y)
+    np.clip(xs, -MAX_X, MAX_X, out=xs)
+    np.clip(ys, -MAX_Y, MAX_Y, out=ys)
+    return beyond if beyond.any() else None
+
+
+def _owners(positions: np.ndarray | None, sizes: np.ndarray) -> set[int]:
+    """The features (numbers within the batch, of ``sizes`` positions each) owning a position of the mask."""
+    if positions is None:
         return set()
-    outside = (xs < -180) | (xs > 180) | (ys < -90) | (ys > 90)
     owners = np.repeat(np.arange(len(sizes)), sizes)
-    return set(np.unique(owners[outside]).tolist())
+    return set(np.unique(owners[positions]).tolist())
 
 
 def _doubles(text: bytes, count: int) -> np.ndarray | None:

@@ -19,6 +19,7 @@ from psycopg import sql
 
 from tiles.prerender import forget_layer as forget_prerendered_tiles
 
+from . import bounds
 from .errors import FetchBoundingBoxProblem, ImportSuperseded, NoLayerFound
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 STAGING_SCHEMA = "hdxrq_staging"
 GEOMETRY_COLUMN = "wkb_geometry"
+LAYER_SRID = 4326
 FID_COLUMN = "ogc_fid"
 MAP_TYPES = ("character varying", "integer", "numeric")
 """Column types the map in CKAN requests; other attribute columns are converted to one of these."""
@@ -94,7 +96,8 @@ def finalize_and_swap(
     index (only when nothing in the transaction needs an exclusive lock before the swap: such a lock would
     keep the reader waiting until the transaction ends).
 
-    Returns the number of features removed for coordinates outside ±180/±90 and the live layer's metadata.
+    Returns the number of features removed for coordinates outside ±180/±90 (beyond
+    :data:`bounds.TOLERANCE`; those within it are clamped onto the bounds) and the live layer's metadata.
     Raises :class:`ImportSuperseded` (rolling everything back) when ``still_current()`` says a newer
     import of the same resource was requested.
     """
@@ -174,12 +177,48 @@ def _extent_query(table: sql.Composable) -> sql.Composable:
     return sql.SQL("SELECT ST_Extent({g})::text, count(*) FROM {t}").format(g=sql.Identifier(GEOMETRY_COLUMN), t=table)
 
 
+_OUTSIDE = sql.SQL(
+    # the features past ±180/±90, with their WKB when they are within the tolerance (NULL: really outside)
+    "SELECT {fid}, CASE WHEN ST_XMin(b) >= {lw} AND ST_XMax(b) <= {lx} AND ST_YMin(b) >= {ls} AND ST_YMax(b) <= {ly} "
+    "  THEN ST_AsBinary(g) END "
+    "FROM (SELECT {fid}, {g} AS g, Box3D({g}) AS b FROM {table} "
+    # the stored (float, rounded outward) box settles almost every row without reading its coordinates
+    "      WHERE {g} IS NOT NULL AND NOT {g} @ ST_MakeEnvelope({w}, {s}, {x}, {y}, {srid})) AS candidates "
+    "WHERE NOT ST_IsEmpty(g) AND (ST_XMin(b) < {w} OR ST_XMax(b) > {x} OR ST_YMin(b) < {s} OR ST_YMax(b) > {y})"
+)
+
+
 def _remove_out_of_range(conn: psycopg.Connection, table: sql.Composable) -> int:
-    query = sql.SQL(
-        "DELETE FROM {table} WHERE {g} IS NOT NULL AND NOT ST_IsEmpty({g}) AND "
-        "(ST_XMin({g}) < -180 OR ST_XMax({g}) > 180 OR ST_YMin({g}) < -90 OR ST_YMax({g}) > 90)"
-    ).format(table=table, g=sql.Identifier(GEOMETRY_COLUMN))
-    return conn.execute(query).rowcount
+    """Delete the features really outside ±180/±90, clamp those within the tolerance; how many were deleted."""
+    g, fid = sql.Identifier(GEOMETRY_COLUMN), sql.Identifier(FID_COLUMN)
+    x, y, lx, ly = bounds.MAX_X, bounds.MAX_Y, bounds.LIMIT_X, bounds.LIMIT_Y
+    query = _OUTSIDE.format(
+        table=table, g=g, fid=fid, srid=LAYER_SRID, w=-x, x=x, s=-y, y=y, lw=-lx, lx=lx, ls=-ly, ly=ly
+    )
+    beyond, clamped = [], []
+    for feature, wkb in conn.execute(query).fetchall():
+        fixed = _clamped(wkb) if wkb is not None else None
+        if fixed is None:
+            beyond.append(feature)
+        else:
+            clamped.append((fixed, feature))
+    if clamped:
+        update = sql.SQL(
+            "UPDATE {table} SET {g} = ST_GeomFromWKB(c.wkb, {srid}) FROM unnest(%s::bytea[], %s::int[]) AS c(wkb, fid) "
+            "WHERE {table}.{fid} = c.fid"
+        ).format(table=table, g=g, fid=fid, srid=LAYER_SRID)
+        conn.execute(update, [list(column) for column in zip(*clamped, strict=True)])
+        log.info("%d features within %g° of ±180/±90 clamped onto them", len(clamped), bounds.TOLERANCE)
+    if not beyond:
+        return 0
+    return conn.execute(sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(table, fid), (beyond,)).rowcount
+
+
+def _clamped(wkb: bytes) -> bytes | None:
+    try:
+        return bounds.clamp_wkb(wkb)
+    except ValueError:  # a geometry type the clamp does not know: outside, as without the tolerance
+        return None
 
 
 def _convert_columns_for_map(conn: psycopg.Connection, staging: str) -> bool:

@@ -4,15 +4,22 @@
 import of resource R" is one lookup) and imports the newest request recorded for the resource
 (:mod:`importapi.requests_state`), again if a newer one arrived meanwhile. Its outcome, success or failure,
 is always handed to ``send_callback``, a separate job with durable retries.
+
+An attempt that does not get that far (the worker died, ran out of memory, the job ran past its time
+limit, PostGIS stayed away) is retried by rq (:data:`IMPORT_RETRY`); when the last attempt fails that way,
+:func:`import_gave_up` (the job's rq failure callback) sends CKAN the failure, so a resource never stays
+"processing".
 """
 
 from __future__ import annotations
 
 import logging
+from types import TracebackType
 from typing import Any
 
 import psycopg
-from rq import Retry, get_current_job
+from rq import Callback, Retry, get_current_job
+from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from core import runtime
@@ -50,6 +57,9 @@ POSTGIS_LOST_MARKERS = (
 )
 """What libpq, psycopg and ogr2ogr say when the server went away (as opposed to refusing the data)."""
 CALLBACK_TIMEOUT_SEC = 120
+GAVE_UP_MESSAGE = (
+    "The import was interrupted on each of its {attempts} attempts (the worker stopped or ran out of memory)"
+)
 
 
 def import_job_id(resource_id: str) -> str:
@@ -70,6 +80,7 @@ def enqueue_import(rt: Runtime, resource_id: str) -> None:
         job_id=import_job_id(resource_id),
         job_timeout=import_job_timeout(rt),
         retry=IMPORT_RETRY,
+        on_failure=Callback(import_gave_up, timeout=CALLBACK_TIMEOUT_SEC),
         result_ttl=7 * 24 * 3600,
         failure_ttl=30 * 24 * 3600,
         description=f"geopreview import of resource {resource_id}",
@@ -88,13 +99,7 @@ def import_resource(resource_id: str) -> dict[str, Any]:
             if state.finish(state.generation()):
                 return outcome
             continue
-        try:
-            shape_info = _import_once(rt, resource_id, request, state)
-        except JobTimeoutException:
-            state.release()
-            error = ImportTimeout("The import took longer than the job time limit")
-            queue_callback(rt, resource_id, callback.failure_shape_info(_layer_id(rt, resource_id), error), None)
-            raise
+        shape_info = _import_once(rt, resource_id, request, state)
         if shape_info is not None:
             queue_callback(rt, resource_id, shape_info, request.generation)
             if shape_info["state"] == "success":  # tiles slice: prerender the new layer's expensive tiles
@@ -134,6 +139,44 @@ def _import_once(rt: Runtime, resource_id: str, request: ImportRequest, state: R
         return callback.failure_shape_info(layer_id, ImportProblem())
     log.info("imported %d features into %s", result.feature_count, layer_id)
     return result.shape_info()
+
+
+def import_gave_up(
+    job: Job,
+    connection: object,
+    exc_type: type[BaseException] | None = None,
+    exc_value: BaseException | None = None,
+    traceback: TracebackType | None = None,
+) -> None:
+    """rq failure callback of :func:`import_resource`: on the last attempt, tell CKAN the import failed.
+
+    rq calls it when an attempt raised, when the worker running it died (its heartbeat expired), and
+    (:class:`core.worker.HdxWorker`) when its work horse was killed; an attempt with retries left is run
+    again and says nothing.
+    """
+    if job.retries_left:
+        return
+    resource_id = str(job.args[0])
+    rt = runtime.current()
+    state = RequestState(rt.redis, resource_id)
+    request = state.read()
+    error = _final_error(exc_value)
+    log.error("import of resource %s gave up: %s (%s)", resource_id, error.message, error.error_type)
+    if request is not None:
+        shape_info = callback.failure_shape_info(_layer_id(rt, resource_id), error)
+        queue_callback(rt, resource_id, shape_info, request.generation)
+    state.release()
+
+
+def _final_error(exc_value: BaseException | None) -> ImportProblem:
+    """The coded error CKAN hears when the last attempt ended with ``exc_value`` (None: the worker died)."""
+    if isinstance(exc_value, JobTimeoutException):
+        return ImportTimeout("The import took longer than the job time limit")
+    if isinstance(exc_value, ImportProblem):
+        return exc_value
+    if isinstance(exc_value, Exception) and postgis_lost(exc_value):
+        return PostgisUnavailable()
+    return ImportProblem(GAVE_UP_MESSAGE.format(attempts=(IMPORT_RETRY.max or 0) + 1))
 
 
 def _sweep_after_lost_attempt(rt: Runtime) -> None:

@@ -114,17 +114,10 @@ def _submit_change_detection(rt: Runtime, inputs: ChangeDetectionInputs) -> str:
 
 
 def _submit_fs_check(rt: Runtime, inputs: FileStructureCheckInputs) -> str:
-    from core.connections import queue
+    from eventsapi.tasks import enqueue_check
 
-    job = queue("fs_check_q", rt.redis).enqueue(
-        "eventsapi.tasks.check_file_structure",
-        inputs.dataset_id,
-        inputs.resource_id,
-        inputs.hxl_proxy_source_info_url,
-        inputs.fs_check_info,
-        description=f"file-structure check of resource {inputs.resource_id}",
-    )
-    return job.id
+    url, history = inputs.hxl_proxy_source_info_url, inputs.fs_check_info
+    return enqueue_check(rt.redis, inputs.dataset_id, inputs.resource_id, url, history).id
 
 
 def _submit_analytics(rt: Runtime, inputs: AnalyticsSendInputs) -> str:

@@ -9,11 +9,11 @@ from core import runtime
 
 def send_analytics_event(payload: dict[str, Any]) -> dict[str, Any]:
     """Buffer one analytics event for batched delivery, as ``POST /api/send-analytics`` does."""
-    from analyticsapi import buffer, trigger
+    from analyticsapi import drain
     from analyticsapi.events import parse_event
 
     rt = runtime.current()
     event = parse_event(payload)
-    if buffer.append(rt.redis, event):  # True: this append set the drain flag, so it owes the drain
-        trigger.enqueue_drain(rt.redis, rt.settings)
+    if drain.append(rt.redis, event):  # True: this append set the drain flag, so it owes the drain
+        drain.enqueue_drain(rt.redis, rt.settings)
     return {"buffered": True, "mixpanel": event.mixpanel is not None, "ga4": event.ga4 is not None}

@@ -12,9 +12,10 @@ if TYPE_CHECKING:
 
 
 def register(registry: Registry) -> None:
-    """Give the service this slice's endpoints, ``schedule`` commands and the repair a worker starts with."""
+    """Give the service the endpoints, ``schedule`` commands, the call job and the repair workers start with."""
     from . import api, cli, tasks
 
     registry.blueprint(api.bp)
     registry.command(cli.schedule)
+    registry.job(tasks.run_scheduled_call)
     registry.on_worker_start(tasks.repair_schedules)

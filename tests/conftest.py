@@ -28,8 +28,11 @@ from redis import Redis
 from rq import SimpleWorker
 
 from app.factory import create_app
+from app.slices import compose
+from core import registry
 from core import runtime as runtime_module
 from core.connections import SERIALIZER, queue
+from core.jobs import HdxJob
 from core.runtime import Runtime
 from core.settings import ALL_QUEUES, Settings, variable_names
 from tests.fakes import FakeCkan
@@ -100,14 +103,18 @@ def _claim_database(admin: Redis) -> int:
     raise RuntimeError("no free Redis test database")
 
 
+def _release_database(admin: Redis, db: int) -> None:
+    Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).flushdb()
+    admin.delete(f"hdxrq:test-db-lock:{db}")
+
+
 @pytest.fixture
 def redis_dbs(redis_admin: Redis) -> Iterator[tuple[int, int]]:
     """Two empty Redis databases of this test's own: (queues, event stream)."""
     claimed = (_claim_database(redis_admin), _claim_database(redis_admin))
     yield claimed
     for db in claimed:
-        Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).flushdb()
-        redis_admin.delete(f"hdxrq:test-db-lock:{db}")
+        _release_database(redis_admin, db)
 
 
 # --- PostGIS ---
@@ -174,7 +181,7 @@ def settings_env(redis_dbs: tuple[int, int], postgis_db: str, fake_ckan: FakeCka
         "HDXRQ_ADMIN_TOKENS": TEST_ADMIN_TOKEN,
         "HDXRQ_DOWNLOAD_ALLOWLIST": "127.0.0.1",
         "HDX_GIS_TMP": str(tmp_path / "gis-tmp"),
-        "HDXRQ_JOB_MODULES": ",".join((*Settings.model_fields["job_modules"].default, "tests.jobs")),
+        "HDXRQ_EXTRA_JOB_MODULES": "tests.jobs",
     }
 
 
@@ -214,12 +221,19 @@ def admin_headers() -> dict[str, str]:
 
 @pytest.fixture
 def burst_worker(runtime: Runtime) -> Callable[..., bool]:
-    """Drain queues in this process with RQ's SimpleWorker (no fork), returning whether it did any work."""
+    """Drain queues in this process with RQ's SimpleWorker (no fork), returning whether it did any work.
+
+    Jobs are the service's own (:class:`HdxJob`): only functions of the job registry run, as in a worker.
+    """
+    registry.install(compose(runtime.settings))
 
     def drain(*queue_names: str, max_jobs: int | None = None) -> bool:
         names = queue_names or ALL_QUEUES
         worker = SimpleWorker(
-            [queue(name, runtime.redis) for name in names], connection=runtime.redis, serializer=SERIALIZER
+            [queue(name, runtime.redis) for name in names],
+            connection=runtime.redis,
+            serializer=SERIALIZER,
+            job_class=HdxJob,
         )
         return bool(worker.work(burst=True, max_jobs=max_jobs, with_scheduler=False))
 

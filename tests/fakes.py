@@ -8,7 +8,9 @@ connection. Nothing here sleeps: tests wait on conditions.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ class Call:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    received_at: float = field(default_factory=time.time)
+    """When the fake had read the request (epoch seconds): delivery latency in the benchmarks."""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -69,7 +73,9 @@ def json_reply(payload: Any, status: int = 200) -> Reply:
 class FakeService:
     """A threaded HTTP server on 127.0.0.1 with routes, one-shot scripts and a call log."""
 
-    def __init__(self, name: str = "fake", *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, name: str = "fake", *, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.name = name
         self.calls: list[Call] = []
         self._routes: dict[tuple[str, str], Responder] = {}
@@ -78,13 +84,16 @@ class FakeService:
         self._release = threading.Event()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
+        if tls is not None:  # an HTTPS server: the listening socket hands out TLS connections
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self._scheme = "https" if tls is not None else "http"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=name, daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
     # --- scripting ---
 

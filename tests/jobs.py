@@ -1,4 +1,5 @@
-"""Test-only job functions (importable by real worker processes)."""
+"""Test-only job functions: workers run them because the tests name this module in
+``HDXRQ_EXTRA_JOB_MODULES``, whose :func:`register` adds them to the job registry."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 import os
 
 from core import runtime
+from core.registry import Registry
 
 log = logging.getLogger("core.testjobs")
 
@@ -36,3 +38,8 @@ def record_parent(key: str) -> int:
     rt = runtime.current()
     rt.redis.rpush(key, os.getppid())
     return os.getppid()
+
+
+def register(registry: Registry) -> None:
+    """Let workers of the tests run these functions."""
+    registry.job(record, fail, wait_for_go, record_parent)

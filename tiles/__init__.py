@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 
 def register(registry: Registry) -> None:
-    """Give the service the tile and preview endpoints."""
-    from . import api
+    """Give the service the tile and preview endpoints and the prerender job."""
+    from . import api, tasks
 
     registry.blueprint(api.bp, api.init_app)
+    registry.job(tasks.prerender_layer)

@@ -46,6 +46,8 @@ def settings_env(settings_env: dict[str, str], fake_mixpanel: FakeMixpanel, fake
         "HDXRQ_ANALYTICS_RETRY_MAX_SEC": "30",
         # One pass per drain, as in the tests written for it; test_lingering.py injects a clock for the window.
         "HDXRQ_ANALYTICS_DRAIN_IDLE_SEC": "0",
+        # Every batch due at once, as in the tests written before the linger; test_linger.py sets it.
+        "HDXRQ_ANALYTICS_LINGER_MS": "0",
     }
 
 

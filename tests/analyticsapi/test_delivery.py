@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from analyticsapi import buffer
-from analyticsapi.delivery import Delivery
+from analyticsapi.drain import Delivery
 from core.runtime import Runtime
 from tests.fakes import FakeGa4, FakeMixpanel, Reply, json_reply
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from analyticsapi import buffer, tasks, trigger
-from analyticsapi.delivery import DrainReport
+from analyticsapi import buffer, drain, tasks
+from analyticsapi.drain import DrainReport
 from analyticsapi.events import parse_event
 from core.connections import queue
 from core.runtime import Runtime
@@ -62,30 +62,30 @@ def test_events_arriving_during_a_drain_go_out_in_the_same_job(
             post_event(event(payloads[1], number))
 
     clock.on_sleep = arrive
-    report = tasks.run_drain(runtime.redis, lingering, clock=clock, sleep=clock.sleep)
+    report = drain.run_drain(runtime.redis, lingering, clock=clock, sleep=clock.sleep)
 
     assert report["delivered"] == {"mixpanel": 5}
     assert [len(FakeMixpanel.events_in(call)) for call in fake_mixpanel.import_calls()] == [1, 2, 2]
     assert drain_jobs(runtime) == 0  # the events during the drain enqueued no job
     # It stopped once nothing came for the idle window after the last burst.
-    idle_polls = round(IDLE_SEC / tasks.POLL_SEC)
+    idle_polls = round(IDLE_SEC / drain.POLL_SEC)
     assert 5 + idle_polls <= len(clock.sleeps) <= 6 + idle_polls  # (+1: float steps may fall just short)
-    assert not runtime.redis.exists(buffer.DRAIN_REQUESTED_KEY)
+    assert not runtime.redis.exists(drain.REQUESTED_KEY)
     post_event(event(payloads[2], 9))  # after the drain: the next event requests the next drain
     assert drain_jobs(runtime) == 1
 
 
 def test_an_event_buffered_after_the_last_pass_requests_the_next_drain(runtime: Runtime, payloads) -> None:
-    trigger.drain_running(runtime.redis, 60)
+    drain.drain_running(runtime.redis, 60)
     # Buffered while the drain still held the flag: the edge enqueued nothing.
-    assert buffer.append(runtime.redis, parse_event(payloads[0])) is False
+    assert drain.append(runtime.redis, parse_event(payloads[0])) is False
     buffer.SinkBuffer(runtime.redis, "mixpanel").ensure_group()
     report = DrainReport(active={"mixpanel"})
 
-    tasks.hand_over(runtime.redis, runtime.settings, report)
+    drain.hand_over(runtime.redis, runtime.settings, report)
 
     assert drain_jobs(runtime) == 1
-    assert runtime.redis.exists(buffer.DRAIN_REQUESTED_KEY)  # set again by the request it made
+    assert runtime.redis.exists(drain.REQUESTED_KEY)  # set again by the request it made
 
 
 def test_nothing_unread_after_the_last_pass_requests_nothing(
@@ -93,9 +93,9 @@ def test_nothing_unread_after_the_last_pass_requests_nothing(
 ) -> None:
     post_event(payloads[0])
     queue("analytics_q", runtime.redis).empty()
-    tasks.run_drain(runtime.redis, runtime.settings)
+    drain.run_drain(runtime.redis, runtime.settings)
     assert drain_jobs(runtime) == 0
-    assert not runtime.redis.exists(buffer.DRAIN_REQUESTED_KEY)
+    assert not runtime.redis.exists(drain.REQUESTED_KEY)
 
 
 def test_a_drain_that_finds_another_sender_at_work_ends_at_once_and_leaves_the_flag(
@@ -104,14 +104,14 @@ def test_a_drain_that_finds_another_sender_at_work_ends_at_once_and_leaves_the_f
     post_event(payloads[0])
     queue("analytics_q", runtime.redis).empty()
     for sink in buffer.SINKS:
-        assert buffer.SinkBuffer(runtime.redis, sink).lease(30).acquire()  # a live sender holds both
+        assert runtime.redis.set(drain.lease_key(sink), "another sender", nx=True, ex=30)  # a live sender holds both
     clock = Clock()
 
-    report = tasks.run_drain(runtime.redis, lingering, clock=clock, sleep=clock.sleep)
+    report = drain.run_drain(runtime.redis, lingering, clock=clock, sleep=clock.sleep)
 
     assert clock.sleeps == [] and report["delivered"] == {}
     assert 0 < report["come_back_in"] <= 30  # a tick for when the holder's lease would expire
-    assert runtime.redis.exists(buffer.DRAIN_REQUESTED_KEY)  # the holder clears it when it is done
+    assert runtime.redis.exists(drain.REQUESTED_KEY)  # the holder clears it when it is done
     assert drain_jobs(runtime) == 0
 
 
@@ -124,13 +124,13 @@ def test_a_lingering_drain_retries_a_backed_off_destination_itself(
     long_idle = lingering.model_copy(update={"analytics_drain_idle_sec": 30.0})
     clock = Clock()
 
-    report = tasks.run_drain(runtime.redis, long_idle, clock=clock, sleep=clock.sleep, delivery_clock=clock)
+    report = drain.run_drain(runtime.redis, long_idle, clock=clock, sleep=clock.sleep, delivery_clock=clock)
 
     assert report["delivered"] == {"mixpanel": 1} and report["requests"] == {"mixpanel": 2}
     assert sum(clock.sleeps) >= runtime.settings.analytics_retry_base_sec / 2  # not before the backoff ended
 
 
 def test_worker_start_enqueues_a_drain_even_while_the_flag_is_held(runtime: Runtime) -> None:
-    trigger.drain_running(runtime.redis, 60)  # e.g. left by a drain whose worker was killed
+    drain.drain_running(runtime.redis, 60)  # e.g. left by a drain whose worker was killed
     tasks.on_worker_start(runtime)
     assert drain_jobs(runtime) == 1

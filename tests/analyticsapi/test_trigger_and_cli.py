@@ -6,7 +6,7 @@ import json
 
 from rq.registry import ScheduledJobRegistry
 
-from analyticsapi import buffer
+from analyticsapi import drain as drain_module
 from analyticsapi.ga4 import event_name, event_params, request_body
 from analyticsapi.tasks import drain
 from core.connections import queue
@@ -58,8 +58,8 @@ def test_worker_start_requests_a_drain(runtime: Runtime, worker_process, fake_mi
     payload = example_payload(1)
     from analyticsapi.events import parse_event
 
-    buffer.append(runtime.redis, parse_event(payload))  # buffered, but its drain job was lost
-    runtime.redis.delete(buffer.DRAIN_REQUESTED_KEY)
+    drain_module.append(runtime.redis, parse_event(payload))  # buffered, but its drain job was lost
+    runtime.redis.delete(drain_module.REQUESTED_KEY)
     queue("analytics_q", runtime.redis).empty()
     result = worker_process("worker", "--burst", "analytics_q")
     assert result.returncode == 0, result.stderr

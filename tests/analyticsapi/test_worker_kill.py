@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from analyticsapi import buffer
+from analyticsapi import buffer, drain
 from core.procs import descendants
 from core.runtime import Runtime
 from tests.conftest import HDXRQ_PY, ROOT
@@ -76,7 +76,7 @@ def test_sigkill_mid_batch_loses_nothing(
     assert len(sent_before) == EVENTS
     assert buffer.SinkBuffer(runtime.redis, "mixpanel").backlog() == EVENTS  # claimed, not popped
 
-    lease_key = f"{buffer.PREFIX}:lease:mixpanel"
+    lease_key = drain.lease_key("mixpanel")
     wait_until(lambda: not runtime.redis.exists(lease_key), 30, "the killed sender's lease to expire")
     second = start_worker()  # its start-up hook requests a drain
     calls = fake_mixpanel.wait_for_calls("/import", 2, timeout=60)

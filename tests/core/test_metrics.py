@@ -71,11 +71,11 @@ def test_http_latency_by_endpoint(client: FlaskClient) -> None:
 
 
 def test_slice_metrics_buffer_stream_and_callbacks(client: FlaskClient, runtime: Runtime) -> None:
-    from analyticsapi import buffer
+    from analyticsapi import buffer, drain
     from analyticsapi.events import parse_event
 
     event = parse_event({"event_name": "x", "send_mixpanel": True, "mixpanel_token": "t", "mixpanel_tracking_id": "u"})
-    buffer.append(runtime.redis, event)
+    drain.append(runtime.redis, event)
     runtime.redis.rpush(buffer.DEAD_LETTER_KEY, "{}")
     runtime.stream_redis.xadd(runtime.settings.stream_name, {"event_type": "x", "body": "{}"})
     runtime.stream_redis.xgroup_create(runtime.settings.stream_name, "notifications", id="0")

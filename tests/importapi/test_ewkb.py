@@ -128,6 +128,7 @@ _NUMBER = st.one_of(
     st.floats(min_value=-200, max_value=200),
     st.integers(min_value=-(2**63), max_value=2**64 - 1),  # what simdjson reads as integers
     st.sampled_from([0, -0.0, 180, -180, 90, -90, 180.0000001, 1e-320]),
+    st.sampled_from([180.00000000000006, -90.00000000000001, 180.000000999, -180.000001001, 90.0000011]),  # bounds
 )
 _POSITION = st.lists(_NUMBER, min_size=2, max_size=2)
 _ODD_NUMBER = st.one_of(_NUMBER, st.integers(), st.booleans(), st.none(), st.just("1"))

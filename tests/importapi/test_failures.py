@@ -88,7 +88,7 @@ def test_server_that_stalls(add_layer, serve, pg, settings, file_host: FakeServi
 def test_private_address_is_refused(add_layer, pg) -> None:
     resource_id, layer_id = new_resource()
     shape_info = add_layer(resource_id, "http://169.254.169.254/latest/meta-data/iam.geojson")
-    message = "Downloads from 169.254.169.254 are not allowed (private or reserved address)"
+    message = "Downloads from 169.254.169.254 are not allowed (a cloud metadata address)"
     assert shape_info == failure(layer_id, "download-refused", "DownloadRefused", message)
 
 
@@ -96,7 +96,7 @@ def test_redirect_to_private_address_is_refused(add_layer, serve, file_host: Fak
     resource_id, layer_id = new_resource()
     url = serve("moved.geojson", Reply(status=302, headers={"Location": "http://10.1.2.3/x.geojson"}))
     shape_info = add_layer(resource_id, url)
-    message = "Downloads from 10.1.2.3 are not allowed (private or reserved address)"
+    message = "Downloads from 10.1.2.3 are not allowed (a private or reserved address)"
     assert shape_info == failure(layer_id, "download-refused", "DownloadRefused", message)
     assert len(file_host.calls) == 1
 

@@ -24,6 +24,7 @@ USED_WITHOUT_IMPORT = {
     "hiredis": "redis-py's C reply parser, loaded by redis-py when installed",
     "pyuwsgi": "./hdxrq.py serve runs its uwsgi program",
     "pytest-timeout": "pytest plugin (timeout in pyproject.toml)",
+    "cryptography": "trustme (tests/core/test_guarded_http.py) makes its certificates with it",
     "schemathesis": "run as a program by tests/reliability/test_api_fuzz.py",
     "ruff": "run as a program by tests/ops/test_static_checks.py",
     "mypy": "run as a program by tests/ops/test_static_checks.py",
@@ -38,9 +39,11 @@ def canonical(name: str) -> str:
 
 def pinned(file: str) -> dict[str, str]:
     """Distribution name -> the requirement line, for every pin of ``file`` (``-r`` lines excluded)."""
-    lines = [line.strip() for line in (ROOT / file).read_text().splitlines()]
+    lines = [line.partition(" #")[0].strip() for line in (ROOT / file).read_text().splitlines()]
     requirements = [line for line in lines if line and not line.startswith(("#", "-r "))]
-    return {canonical(re.split(r"[\[=<>~! ]", line, maxsplit=1)[0]): line for line in requirements}
+    names = [canonical(re.split(r"[\[=<>~! ]", line, maxsplit=1)[0]) for line in requirements]
+    assert len(set(names)) == len(names), f"{file} pins a package twice"
+    return dict(zip(names, requirements, strict=True))
 
 
 def third_party_imports(patterns: list[str]) -> dict[str, str]:

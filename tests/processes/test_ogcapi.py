@@ -20,6 +20,8 @@ from core.connections import SERIALIZER, blocking_redis
 from core.runtime import Runtime
 from tests.conftest import HDXRQ_PY, ROOT
 from tests.fakes import FakeCkan, FakeService, Reply
+from tests.reliability.conftest import advance_rq_clock
+from tests.waiting import wait_until
 
 SAMPLES = ROOT / "tests" / "eventsapi" / "samples"
 RunCommand = Callable[..., subprocess.CompletedProcess[str]]
@@ -198,8 +200,10 @@ def test_a_full_queue_answers_503_with_retry_after(settings_env: dict[str, str])
 
 
 def test_a_job_past_its_process_timeout_fails_with_code_timeout(
-    client: FlaskClient, settings_env: dict[str, str], runtime: Runtime
+    client: FlaskClient, settings_env: dict[str, str], runtime: Runtime, fake_ckan: FakeCkan
 ) -> None:
+    """Each attempt is stopped at the process's time limit; after the last one the job fails with code
+    ``timeout`` and CKAN hears that the check failed (rq's clock is moved past the retry intervals)."""
     with FakeService("hxl-proxy") as proxy:
         proxy.route("GET", "/api/data-preview", Reply(stall=True))
         inputs = {
@@ -210,12 +214,23 @@ def test_a_job_past_its_process_timeout_fails_with_code_timeout(
         job_id = execute(client, "file-structure-check", inputs).get_json()["jobID"]
 
         with running_worker(settings_env, "fs_check_q", HDXRQ_PROCESS_TIMEOUTS="file-structure-check=2"):
-            proxy.wait_for_calls("/api/data-preview")
-            assert wait_until_ended(runtime, job_id) == "failed"
+            for attempt in (1, 2):
+                proxy.wait_for_calls("/api/data-preview", attempt)
+                wait_until(lambda: rq_status(runtime, job_id) == "scheduled", 30, f"attempt {attempt} to time out")
+                advance_rq_clock(runtime.redis, 300, ["fs_check_q"])
+            proxy.wait_for_calls("/api/data-preview", 3)
+            wait_until(lambda: rq_status(runtime, job_id) == "failed", 30, "the last attempt to fail")
+            callback = fake_ckan.wait_for_action("hdx_fs_check_resource_revise", 1)[0].json()
 
     info = client.get(f"/jobs/{job_id}").get_json()
     assert info["status"] == "failed"
     assert info["message"].startswith("timeout:")
+    assert callback["value"]["state"] == "error"
+    assert callback["value"]["error_type"] == "fs-check-interrupted"
+
+
+def rq_status(runtime: Runtime, job_id: str) -> str:
+    return JobStatus(Job.fetch(job_id, connection=runtime.redis, serializer=SERIALIZER).get_status()).value
 
 
 def test_job_log_holds_the_lines_the_job_logged(

@@ -25,16 +25,18 @@
   };
   window.hdxPreview = state;
 
-  function servicePrefix() {
-    // The page is <prefix>/preview/<layer>; tiles are <prefix>/gis/<layer>/... (works behind a path proxy).
+  function serviceUrl() {
+    // A page embedding the map elsewhere (CKAN's map view) names the service; this service's own page is
+    // <prefix>/preview/<layer> and its tiles are <prefix>/gis/<layer>/... (works behind a path proxy).
+    if (config.serviceUrl) return config.serviceUrl.replace(/\/+$/, "");
     var path = window.location.pathname;
-    return path.slice(0, path.lastIndexOf("/preview/"));
+    return window.location.origin + path.slice(0, path.lastIndexOf("/preview/"));
   }
 
   function tileUrl() {
     var fields = ["ogc_fid"].concat(config.fields.filter(function (name) { return name !== "ogc_fid"; }));
     var quoted = fields.map(function (name) { return '"' + name.replace(/"/g, '""') + '"'; }).join(",");
-    return window.location.origin + servicePrefix() + "/gis/" + encodeURIComponent(config.layerId) +
+    return serviceUrl() + "/gis/" + encodeURIComponent(config.layerId) +
       "/{z}/{x}/{y}.pbf?geom=" + encodeURIComponent(config.geom) + "&fields=" + encodeURIComponent(quoted);
   }
 

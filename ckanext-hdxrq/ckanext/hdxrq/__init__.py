@@ -1,0 +1,1 @@
+"""CKAN extension for hdxrq: geopreview imports, dataset change events and a map view."""

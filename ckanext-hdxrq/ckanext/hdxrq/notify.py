@@ -1,0 +1,116 @@
+"""What hdxrq is told about one committed dataset write, and telling it.
+
+Pure decisions first: from the dataset before and after the write, the change events to hand over and the
+resources whose file hdxrq must (re)import. Then delivery: each notification is sent once, with the
+configured timeouts; one that hdxrq does not take is logged and counted, never raised, because the save it
+reports has already been committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from . import failures
+from .client import HdxrqClient, HdxrqError, HdxrqUnreachable
+from .outbox import DatasetWrite
+from .settings import ExtensionSettings
+
+log = logging.getLogger(__name__)
+
+IMPORT_TRIGGERS = ("url", "url_type", "format", "last_modified")
+"""A geo resource is imported again when one of these changes (a new link, a new upload, a new format)."""
+
+
+@dataclass(frozen=True)
+class ChangeEvents:
+    """``create-change-events`` for one dataset: its versions before and after the transaction."""
+
+    kind: ClassVar[str] = "create-change-events"
+    dataset_id: str
+    username: str | None
+    old: dict[str, Any]
+    new: dict[str, Any]
+
+    def send(self, client: HdxrqClient) -> None:
+        client.create_change_events(self.username, self.old, self.new)
+
+
+@dataclass(frozen=True)
+class AddLayer:
+    """``add-layer`` for one resource whose file is new or changed."""
+
+    kind: ClassVar[str] = "add-layer"
+    dataset_id: str
+    resource_id: str
+    download_url: str
+    url_type: str
+
+    def send(self, client: HdxrqClient) -> None:
+        client.add_layer(self.dataset_id, self.resource_id, self.download_url, self.url_type)
+
+
+Notification = ChangeEvents | AddLayer
+
+
+def resources_to_import(
+    old: Mapping[str, Any], new: Mapping[str, Any], settings: ExtensionSettings
+) -> list[dict[str, Any]]:
+    """Geo resources of ``new`` that ``old`` lacks, or whose file or format changed."""
+    if new.get("state") == "deleted":
+        return []
+    before = {resource.get("id"): resource for resource in old.get("resources") or []}
+    chosen = []
+    for resource in new.get("resources") or []:
+        if not settings.is_geo(resource) or not resource.get("url"):
+            continue
+        previous = before.get(resource.get("id"))
+        if previous is None or any(previous.get(key) != resource.get(key) for key in IMPORT_TRIGGERS):
+            chosen.append(resource)
+    return chosen
+
+
+def url_type(resource: Mapping[str, Any]) -> str:
+    """``upload`` for a file stored by CKAN, ``api`` for anything else (as HDX's CKAN sends it)."""
+    return "upload" if resource.get("url_type") == "upload" else "api"
+
+
+def notifications_for(write: DatasetWrite, new: dict[str, Any], settings: ExtensionSettings) -> list[Notification]:
+    """What hdxrq must hear about one written dataset, now ``new`` after the write."""
+    notes: list[Notification] = []
+    if write.old is None:
+        log.warning("hdxrq: dataset %s was written but not read before: no notification", write.dataset_id)
+        return notes
+    if settings.change_events:
+        notes.append(ChangeEvents(write.dataset_id, write.username, write.old, new))
+    if settings.geopreview:
+        notes.extend(
+            AddLayer(write.dataset_id, resource["id"], resource["url"], url_type(resource))
+            for resource in resources_to_import(write.old, new, settings)
+        )
+    return notes
+
+
+def deliver(notes: list[Notification], settings: ExtensionSettings) -> None:
+    """Send each notification once; log and count those hdxrq does not take.
+
+    Once hdxrq has not answered at all, the rest are counted as failed without trying, so a save waits
+    for at most one timeout however many notifications it caused.
+    """
+    client = HdxrqClient(settings)
+    unreachable: HdxrqUnreachable | None = None
+    try:
+        for note in notes:
+            try:
+                if unreachable:
+                    raise unreachable
+                note.send(client)
+            except HdxrqError as error:
+                if isinstance(error, HdxrqUnreachable):
+                    unreachable = error
+                log.warning("hdxrq: %s for dataset %s failed: %s", note.kind, note.dataset_id, error)
+                failures.record(note.kind, str(error))
+    finally:
+        client.close()

@@ -17,5 +17,7 @@ def register(registry: Registry) -> None:
 
     registry.blueprint(api.bp, api.init_app)
     registry.command(cli.analytics)
-    registry.job(tasks.drain)
+    registry.job(tasks.drain, tasks.buffer_event)
+    # Jobs the OGC process queued before the job moved here carry its old name.
+    registry.job_alias("processes.tasks.send_analytics_event", tasks.buffer_event)
     registry.on_worker_start(tasks.on_worker_start)

@@ -8,8 +8,9 @@ of CPU per request through Flask, 0.93 ms through this lane (docs/analyticsapi.m
 
 The lane takes a request only when nothing about it is unusual: ``POST`` to exactly that path, a JSON
 content type, a ``Content-Length`` within ``HDXRQ_MAX_REQUEST_MB``, a client ``HDXRQ_ALLOWED_NETWORKS``
-lets in. It parses the body with the app's JSON provider and answers with :func:`analyticsapi.api.accept`,
-the function the Flask view uses, so both give the same answers, errors included. Every other request
+lets in (or an admin token: the door's declaration of who may call, :func:`analyticsapi.service.accept_event`,
+decides). It parses the body with the app's JSON provider and answers with that door operation, as the
+Flask view does, so both give the same answers, errors included. Every other request
 (and its body, already read or not) goes on to Flask as if the lane were not there.
 """
 
@@ -22,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wsgi import ClosingIterator
 
-from core.auth import client_allowed
+from core.auth import Caller, allows
 from core.metrics import observe_request
 
-from .api import accept, enqueue_drain
+from . import service
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -58,19 +59,20 @@ class ExpressLane:
         started = time.perf_counter()
         runtime: Runtime = self.app.extensions["hdx"]
         length = _content_length(environ)
+        caller = Caller.from_environ(runtime.settings, environ)
         if not (
             length is not None
             and length <= runtime.settings.max_request_mb * 1024 * 1024
             and _is_json(environ.get("CONTENT_TYPE", ""))
-            and client_allowed(runtime.settings, environ.get("REMOTE_ADDR"))
+            and allows(runtime.settings, service.accept_event.access, caller)
         ):
             return self.inner(environ, start_response)
         body = environ["wsgi.input"].read(length) if length else b""
         if len(body) != length:  # the client went away mid-body: Flask reports it as it always has
             environ["wsgi.input"] = io.BytesIO(body)
             return self.inner(environ, start_response)
-        answer = accept(self._parse(body), runtime)
-        after = (lambda: enqueue_drain(runtime)) if answer.request_drain else None
+        answer = service.accept_event(runtime, caller, self._parse(body))
+        after = (lambda: service.request_drain(runtime)) if answer.request_drain else None
         if answer.status == 200 and answer.body == SUCCESS:
             start_response("200 OK", self.success_headers)
             reply: Iterable[bytes] = ClosingIterator([self.success], after)  # after: once it was sent

@@ -14,12 +14,18 @@ from core import runtime
 from core.runtime import Runtime
 
 from . import drain as _drain
+from . import service
 
 
 def drain(trigger_name: str = "request") -> dict[str, Any]:
     """Deliver the buffered analytics events in batches; schedule the next drain; return what was done."""
     rt = runtime.current()
     return _drain.run_drain(rt.redis, rt.settings, trigger_name)
+
+
+def buffer_event(payload: dict[str, Any]) -> dict[str, Any]:
+    """Buffer one event submitted as a job (the OGC ``analytics-send`` process) and request its drain."""
+    return service.buffer_event(runtime.current(), payload)
 
 
 def on_worker_start(rt: Runtime) -> None:

@@ -33,7 +33,7 @@ SERIALIZER = JSONSerializer
 SERIALIZER_PATH = "rq.serializers.JSONSerializer"
 WORKER_CLASS_PATH = "core.worker.HdxWorker"
 JOB_CLASS_PATH = "core.jobs.HdxJob"
-CONNECTION_CLASS_PATH = "core.connections.HdxRedis"
+CONNECTION_CLASS_PATH = "core.runtime.HdxRedis"
 SOCKET_TIMEOUT_SEC = 10
 CONNECT_TIMEOUT_SEC = 5
 SENTINEL_TIMEOUT_SEC = 1.0
@@ -112,19 +112,6 @@ class PrimaryConnection(SentinelManagedConnection):
         Connection.connect_check_health(
             self, check_health=self.connection_pool.check_connection, retry_socket_connect=False
         )
-
-
-class HdxRedis(Redis):
-    """The connection class rq's commands use (``--connection-class``): ``from_url`` understands
-    ``redis+sentinel://`` too, with the process's failover budget."""
-
-    @classmethod
-    def from_url(cls, url: str, **kwargs: Any) -> HdxRedis:
-        if not is_sentinel_url(url):
-            return super().from_url(url, **kwargs)  # type: ignore[return-value]
-        from .runtime import current  # runtime builds its connections with this module
-
-        return connect(url, redis_class=cls, failover_sec=current().settings.redis_failover_sec, **kwargs)  # type: ignore[return-value]
 
 
 def rq_redis(settings: Settings) -> Redis:

@@ -6,8 +6,9 @@ class name. One Flask error handler and one job wrapper turn these into the cont
 
     HdxError                         unknown
     ├── BadRequest                   bad-request            (HTTP 400)
-    ├── Unauthorized                 unauthorized           (HTTP 401)
-    ├── Forbidden                    forbidden              (HTTP 403)
+    ├── AccessDenied                 (a door refused the caller: entrances let it through unchanged)
+    │   ├── Unauthorized             unauthorized           (HTTP 401)
+    │   └── Forbidden                forbidden              (HTTP 403)
     ├── NotFound                     not-found              (HTTP 404)
     ├── ServiceUnavailable           service-unavailable    (HTTP 503)
     ├── ConfigurationError           wrong-configuration
@@ -51,13 +52,19 @@ class BadRequest(HdxError):
     user_message = "Bad request"
 
 
-class Unauthorized(HdxError):
+class AccessDenied(HdxError):
+    """The caller may not call this operation (core.auth)."""
+
+    http_status = 403
+
+
+class Unauthorized(AccessDenied):
     error_type = "unauthorized"
     http_status = 401
     user_message = "A valid admin token is required (Authorization: Bearer <token>)"
 
 
-class Forbidden(HdxError):
+class Forbidden(AccessDenied):
     error_type = "forbidden"
     http_status = 403
     user_message = "Not allowed from this address"

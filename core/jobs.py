@@ -50,9 +50,9 @@ class HdxJob(Job):
     """RQ's job, limited to the functions of the job registry (:mod:`core.registry`), by exact name.
 
     Jobs are stored as JSON, so nobody with write access to Redis can smuggle a pickle; this closes the
-    other door: a job naming ``os.system``, ``importapi.ogr.os.system`` or any other importable callable
-    fails with :class:`ForbiddenJobFunction` before anything is imported. No job may name a callback or
-    an instance to call a method of (the service queues neither), and none of them is ever resolved.
+    other door: a job naming ``os.system``, ``importapi.ogr.os.system`` or any other importable callable,
+    or a callback that is not a registered callback, fails with :class:`ForbiddenJobFunction` before
+    anything runs or is imported. No job may call a method of a stored instance (the service queues none).
     """
 
     @property
@@ -66,21 +66,23 @@ class HdxJob(Job):
         return super().perform()
 
     def check_runnable(self) -> None:
-        """Raise :class:`ForbiddenJobFunction` unless this job calls a registered function and nothing else."""
-        names = (self._success_callback_name, self._failure_callback_name, self._stopped_callback_name)
-        callback = next((name for name in names if name), None)
-        if callback is not None:
-            raise ForbiddenJobFunction(f"Refused to run a job with the callback {callback[:200]!r}")
+        """Raise :class:`ForbiddenJobFunction` unless the job's function and callbacks are all registered."""
         _ = self.func
+        for name in (self._success_callback_name, self._failure_callback_name, self._stopped_callback_name):
+            _callback(name)
 
     @property
     def success_callback(self) -> Any:
-        return None
+        return _callback(self._success_callback_name)
 
     @property
     def failure_callback(self) -> Any:
-        return None
+        return _callback(self._failure_callback_name)
 
     @property
     def stopped_callback(self) -> Any:
-        return None
+        return _callback(self._stopped_callback_name)
+
+
+def _callback(name: str | None) -> Any:
+    return registry.current().callback_function(name) if name else None

@@ -7,13 +7,13 @@ the command line its commands. A process where nothing was installed gets an emp
 workers run nothing.
 
 The job functions are a table from the exact dotted name RQ stores in a job (``module.function``) to the
-function itself. A worker looks a job's name up there and nowhere else: no name is imported or resolved,
-so a job written into Redis by someone else can only run what a slice registered.
+function itself, and the job callbacks (rq's ``on_failure``...) another. A worker looks a job's names up
+there and nowhere else: no name is imported or resolved, so a job written into Redis by someone else can
+only run what a slice registered, each function in its own role.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,8 @@ class Registry:
         self.worker_start_hooks: list[WorkerHook] = []
         self.timeout_policies: list[TimeoutPolicy] = []
         self._jobs: dict[str, Callable[..., Any]] = {}
+        self._callbacks: dict[str, Callable[..., Any]] = {}
+        self._listeners: dict[str, list[Callable[..., None]]] = {}
 
     def blueprint(self, blueprint: Blueprint, setup: AppSetup | None = None) -> None:
         """Serve ``blueprint`` in every app; ``setup(app)`` runs after it is registered."""
@@ -72,7 +74,16 @@ class Registry:
     def job(self, *functions: Callable[..., Any]) -> None:
         """Let workers run ``functions``, each under the dotted name RQ gives it (``module.qualname``)."""
         for function in functions:
-            self._jobs[f"{function.__module__}.{function.__qualname__}"] = function
+            self._jobs[_dotted_name(function)] = function
+
+    def callback(self, *functions: Callable[..., Any]) -> None:
+        """Let workers call ``functions`` as job callbacks (``on_success``, ``on_failure``, ``on_stopped``)."""
+        for function in functions:
+            self._callbacks[_dotted_name(function)] = function
+
+    def job_alias(self, name: str, function: Callable[..., Any]) -> None:
+        """Also run ``function`` for jobs queued under ``name`` (a name it had in an earlier version)."""
+        self._jobs[name] = function
 
     def job_names(self) -> frozenset[str]:
         """The names of every registered job function."""
@@ -80,11 +91,24 @@ class Registry:
 
     def job_function(self, name: object) -> Callable[..., Any]:
         """The function registered under exactly ``name``; :class:`ForbiddenJobFunction` for anything else."""
-        function = self._jobs.get(name) if isinstance(name, str) else None
-        if function is None:
-            shown = repr(name)[:200]
-            raise ForbiddenJobFunction(f"Refused to run {shown}: it is not a registered job function")
-        return function
+        return _lookup(self._jobs, name, "job function")
+
+    def callback_names(self) -> frozenset[str]:
+        """The names of every registered job callback."""
+        return frozenset(self._callbacks)
+
+    def callback_function(self, name: object) -> Callable[..., Any]:
+        """The callback registered under exactly ``name``; :class:`ForbiddenJobFunction` for anything else."""
+        return _lookup(self._callbacks, name, "job callback")
+
+    def listen(self, event: str, listener: Callable[..., None]) -> None:
+        """Call ``listener`` whenever a slice notifies ``event`` (the slice's door names its events)."""
+        self._listeners.setdefault(event, []).append(listener)
+
+    def notify(self, event: str, *args: Any) -> None:
+        """Call the listeners of ``event``, in order; an error propagates to the slice that notified."""
+        for listener in self._listeners.get(event, ()):
+            listener(*args)
 
     def timeout_for(self, job: Job, settings: Settings) -> int | None:
         """The first time limit a policy gives ``job``, or None."""
@@ -95,19 +119,29 @@ class Registry:
         return None
 
 
-_lock = threading.Lock()
+def _dotted_name(function: Callable[..., Any]) -> str:
+    """The name RQ stores for a function: its module and qualified name."""
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+def _lookup(table: dict[str, Callable[..., Any]], name: object, role: str) -> Callable[..., Any]:
+    function = table.get(name) if isinstance(name, str) else None
+    if function is None:
+        raise ForbiddenJobFunction(f"Refused to run {repr(name)[:200]}: it is not a registered {role}")
+    return function
+
+
 _installed: Registry | None = None
 
 
 def install(registry: Registry) -> Registry:
     """Make ``registry`` the one :func:`current` returns in this process (and processes forked from it)."""
     global _installed
-    with _lock:
-        _installed = registry
+    _installed = registry  # one reference assignment: atomic, no lock needed
     return registry
 
 
 def current() -> Registry:
     """The installed registry, or an empty one."""
-    with _lock:
-        return _installed if _installed is not None else Registry()
+    installed = _installed
+    return installed if installed is not None else Registry()

@@ -10,14 +10,16 @@ from __future__ import annotations
 import os
 import threading
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .connections import rq_redis, stream_redis
+from redis import Redis
+
+from .connections import connect, rq_redis, stream_redis
+from .redisurl import is_sentinel_url
 from .settings import Settings
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
-    from redis import Redis
 
     from .ckan import CkanClient
 
@@ -88,3 +90,14 @@ def current() -> Runtime:
         elif _current._pid != os.getpid():
             _current = _current.for_this_process()
         return _current
+
+
+class HdxRedis(Redis):
+    """The connection class rq's commands use (``--connection-class``): ``from_url`` understands
+    ``redis+sentinel://`` too, with the process's failover budget."""
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> HdxRedis:
+        if not is_sentinel_url(url):
+            return super().from_url(url, **kwargs)  # type: ignore[return-value]
+        return connect(url, redis_class=cls, failover_sec=current().settings.redis_failover_sec, **kwargs)  # type: ignore[return-value]

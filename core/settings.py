@@ -212,12 +212,23 @@ class Settings(BaseModel):
             raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
         return value or ALL_QUEUES
 
-    @field_validator("allowed_networks", "download_allowlist")
+    @field_validator("download_allowlist")
     @classmethod
     def _networks_or_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:
             if "/" in item:
                 ipaddress.ip_network(item, strict=False)  # raises ValueError naming the item
+        return value
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                # A host name would fail every request it is checked against: refuse it at start-up instead.
+                raise ValueError(f"{item!r} is not an IP address or network (CIDR); no host names") from None
         return value
 
     @field_validator("ckan_api_base_url", "mixpanel_api_url", "ga4_endpoint")

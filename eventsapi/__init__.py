@@ -17,7 +17,6 @@ def register(registry: Registry) -> None:
 
     registry.blueprint(api.bp, api.init_app)
     registry.command(cli.events)
-    registry.job(
-        tasks.publish_change_events, tasks.check_file_structure, tasks.send_fs_check_result, tasks.check_gave_up
-    )
+    registry.job(tasks.publish_change_events, tasks.check_file_structure, tasks.send_fs_check_result)
+    registry.callback(tasks.check_gave_up)
     registry.on_worker_start(display.prepare_renderer)

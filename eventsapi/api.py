@@ -13,16 +13,14 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from core.auth import notification_endpoint
-from core.errors import HdxError
-from core.jobs import check_capacity
+from core.auth import Caller, authorize
+from core.errors import AccessDenied, HdxError
 from core.metrics import register_metric_source
 from core.runtime import Runtime
 
-from .errors import EventRequestError, EventsDisabled, FsCheckRequestError
-from .intake import EVENT_QUEUE, enqueue_change_request, event_time_now, parse_change_request
+from . import service
+from .errors import EventRequestError, FsCheckRequestError
 from .metrics import fs_check_callbacks_pending, stream_metrics
-from .tasks import FS_CHECK_QUEUE, enqueue_check
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +41,14 @@ def _read_body() -> bytes:
 
 
 @bp.post("/api/create-change-events")
-@notification_endpoint
 def create_change_events() -> Response:
     """Queue change detection for one CKAN write: ``{"state":"success"}`` or a failure with a message."""
+    rt, caller = _runtime(), Caller.from_request()
+    authorize(rt.settings, service.accept_change_events.access, caller)  # before reading a refused body
     try:
-        rt = _runtime()
-        if not rt.settings.events_api_enabled:
-            raise EventsDisabled()
-        raw = _read_body()
-        parse_change_request(raw)
-        check_capacity(rt.settings, rt.redis, EVENT_QUEUE)
-        enqueue_change_request(rt.redis, raw, event_time_now())
+        service.accept_change_events(rt, caller, _read_body())
+    except AccessDenied:
+        raise
     except HdxError as error:
         return jsonify(state="failure", message=error.message)
     except RedisError as error:
@@ -66,13 +61,18 @@ def create_change_events() -> Response:
 
 
 @bp.post("/api/file-structure-check/dataset/<dataset_id>/resource/<resource_id>")
-@notification_endpoint
 def file_structure_check(dataset_id: str, resource_id: str) -> Response:
     """Queue a file-structure check of one resource: ``{"success": true}``."""
+    rt, caller = _runtime(), Caller.from_request()
+    authorize(rt.settings, service.request_file_structure_check.access, caller)
     try:
-        url, history = _fs_check_arguments(_json_body())
-        check_capacity(_runtime().settings, _runtime().redis, FS_CHECK_QUEUE)
-        enqueue_check(_runtime().redis, dataset_id, resource_id, url, history)
+        body = _json_body()
+        if not isinstance(body, dict):
+            raise FsCheckRequestError("The request body must be a JSON object")
+        url, history = body.get("hxl_proxy_source_info_url"), body.get("fs_check_info")
+        service.request_file_structure_check(rt, caller, dataset_id, resource_id, url, history)
+    except AccessDenied:
+        raise
     except HdxError as error:
         return jsonify(success=False, message=error.message, error_type=error.error_type)
     except RedisError as error:
@@ -86,20 +86,6 @@ def _json_body() -> Any:
         return request.get_json(silent=True)
     except HTTPException as error:  # too large
         raise FsCheckRequestError(f"The request body could not be read ({error.name})") from None
-
-
-def _fs_check_arguments(body: Any) -> tuple[str, str]:
-    if not isinstance(body, dict):
-        raise FsCheckRequestError("The request body must be a JSON object")
-    url = body.get("hxl_proxy_source_info_url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise FsCheckRequestError("hxl_proxy_source_info_url must be an http(s) URL")
-    history = body.get("fs_check_info")
-    if history is None:
-        history = ""
-    if not isinstance(history, str):
-        raise FsCheckRequestError("fs_check_info must be a JSON string of the resource's history list")
-    return url, history
 
 
 def init_app(app: Flask) -> None:

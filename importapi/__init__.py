@@ -17,5 +17,6 @@ def register(registry: Registry) -> None:
 
     registry.blueprint(api.bp, api.init_app)
     registry.command(cli.import_command)
-    registry.job(tasks.import_resource, tasks.send_callback, tasks.import_gave_up)
+    registry.job(tasks.import_resource, tasks.send_callback)
+    registry.callback(tasks.import_gave_up)
     registry.on_worker_start(sweep.sweep_leftovers)

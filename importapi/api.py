@@ -7,9 +7,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from core.auth import check_admin, notification_endpoint
-from core.errors import HdxError
-from core.jobs import check_capacity
+from core.auth import Caller
+from core.errors import AccessDenied, HdxError
 from core.metrics import register_metric_source
 from core.runtime import Runtime
 
@@ -39,15 +38,14 @@ def _safe_message(error: Exception) -> str:
 
 
 @bp.get("/api/add-layer/dataset/<dataset_id>/resource/<resource_id>")
-@notification_endpoint
 def add_layer(dataset_id: str, resource_id: str) -> Response:
     """Queue the import of a resource's file; answer at once."""
     url = request.args.get("resource_download_url", "").strip()
     url_type = request.args.get("url_type", "")
     try:
-        rt = _runtime()
-        check_capacity(rt.settings, rt.redis, "geo_q")
-        service.request_import(rt, dataset_id, resource_id, url, url_type)
+        service.request_import(_runtime(), Caller.from_request(), dataset_id, resource_id, url, url_type)
+    except AccessDenied:
+        raise
     except Exception as error:
         log.warning("add-layer for resource %s refused: %s", resource_id, type(error).__name__)
         return jsonify(
@@ -61,11 +59,12 @@ def add_layer(dataset_id: str, resource_id: str) -> Response:
 
 
 @bp.post("/api/delete-one-layer/<resource_id>")
-@notification_endpoint
 def delete_one_layer(resource_id: str) -> tuple[Response, int]:
     """Drop the resource's layer (200 also when it is already gone)."""
     try:
-        service.delete_one_layer(_runtime(), resource_id)
+        service.delete_one_layer(_runtime(), Caller.from_request(), resource_id)
+    except AccessDenied:
+        raise
     except Exception as error:
         log.exception("delete-one-layer for resource %s failed", resource_id)
         body = {**DELETE_STARTED, "state": "failure", "message": "Could not delete the layer"}
@@ -74,25 +73,23 @@ def delete_one_layer(resource_id: str) -> tuple[Response, int]:
 
 
 @bp.get("/api/delete-layers")
-@notification_endpoint
 def delete_layers() -> Response:
     """Report the layers whose resource CKAN no longer has (dry run)."""
     return _delete_layers(dry_run=True)
 
 
 @bp.get("/api/delete-layers/dry-run/<flag>")
-@notification_endpoint
 def delete_layers_dry_run(flag: str) -> Response:
     """``false`` deletes them and needs the admin token; anything else is a dry run."""
-    dry_run = flag.lower() != "false"
-    if not dry_run:
-        check_admin()
-    return _delete_layers(dry_run=dry_run)
+    return _delete_layers(dry_run=flag.lower() != "false")
 
 
 def _delete_layers(*, dry_run: bool) -> Response:
+    operation = service.list_orphaned_layers if dry_run else service.delete_orphaned_layers
     try:
-        report = service.delete_orphaned_layers(_runtime(), dry_run=dry_run)
+        report = operation(_runtime(), Caller.from_request())
+    except AccessDenied:
+        raise
     except Exception as error:
         log.warning("delete-layers failed: %s", type(error).__name__)
         return jsonify(_orphan_body("failure", _safe_message(error), [], dry_run, error))

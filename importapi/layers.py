@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-from tiles.prerender import forget_layer as forget_prerendered_tiles
+from core import registry
 
 from . import bounds
 from .errors import FetchBoundingBoxProblem, ImportSuperseded, NoLayerFound
@@ -30,6 +30,9 @@ STAGING_SCHEMA = "hdxrq_staging"
 GEOMETRY_COLUMN = "wkb_geometry"
 LAYER_SRID = 4326
 FID_COLUMN = "ogc_fid"
+LAYER_REPLACED = "importapi.layer-replaced"
+LAYER_DROPPED = "importapi.layer-dropped"
+"""Registry events other slices listen to (:func:`importapi.service.on_layer_replaced`, ``on_layer_dropped``)."""
 MAP_TYPES = ("character varying", "integer", "numeric")
 """Column types the map in CKAN requests; other attribute columns are converted to one of these."""
 _NUMERIC_SOURCES = {"double precision", "real", "bigint", "smallint"}
@@ -301,7 +304,7 @@ def drop_layer(conn: psycopg.Connection, layer_id: str) -> bool:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"hdxrq-layer:{layer_id}",))
         existed = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f'public."{layer_id}"',)).fetchone()
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier("public", layer_id)))
-        forget_prerendered_tiles(conn, layer_id)  # tiles slice: the layer's stored tiles go with it
+        registry.current().notify(LAYER_DROPPED, conn, layer_id)  # e.g. the tiles stored for it go with it
     return bool(existed and existed[0])
 
 

@@ -22,17 +22,16 @@ from rq import Callback, Retry, get_current_job
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from core import runtime
+from core import registry, runtime
 from core.connections import queue
 from core.errors import HdxError
 from core.progress import report_progress
 from core.runtime import Runtime
-from tiles import tasks as tiles_tasks
 
 from . import callback, sweep
 from .download import redact_url
 from .errors import DownloadRefused, ImportProblem, ImportSuperseded, ImportTimeout, PostgisUnavailable
-from .layers import layer_id_for
+from .layers import LAYER_REPLACED, layer_id_for
 from .pipeline import run_import
 from .requests_state import ImportRequest, RequestState
 
@@ -102,8 +101,8 @@ def import_resource(resource_id: str) -> dict[str, Any]:
         shape_info = _import_once(rt, resource_id, request, state)
         if shape_info is not None:
             queue_callback(rt, resource_id, shape_info, request.generation)
-            if shape_info["state"] == "success":  # tiles slice: prerender the new layer's expensive tiles
-                tiles_tasks.layer_imported(rt, shape_info["layer_id"])
+            if shape_info["state"] == "success":  # e.g. the tiles slice prerenders the new layer's tiles
+                registry.current().notify(LAYER_REPLACED, rt, shape_info["layer_id"])
             outcome = {"resource_id": resource_id, "generation": request.generation, **_summary(shape_info)}
         if state.finish(request.generation):
             return outcome

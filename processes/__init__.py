@@ -13,8 +13,7 @@ if TYPE_CHECKING:
 
 def register(registry: Registry) -> None:
     """Give the service the OGC endpoints and the per-process time limits (``HDXRQ_PROCESS_TIMEOUTS``)."""
-    from . import api, catalog, tasks
+    from . import api, catalog
 
     registry.blueprint(api.bp)
-    registry.job(tasks.send_analytics_event)
     registry.job_timeout(catalog.job_timeout)

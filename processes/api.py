@@ -1,7 +1,10 @@
 """OGC API – Processes endpoints: landing page, conformance, processes, execution, jobs.
 
 Execution is asynchronous unless the client asks to wait (``Prefer: wait=N``, or OWSLib's
-``respond-sync``); a submitted job is in Redis before the 201 answer leaves.
+``respond-sync``) and a place to wait is free (:mod:`processes.waits`); a submitted job is in Redis before
+the 201 answer leaves. Who may start a process is the slice door's decision: the caller is described
+here and passed on. A job's status is open to anyone who knows its id (ids are unguessable); the list of
+jobs, their logs and results, and dismissing one need the admin token.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from pydantic import ValidationError
 from rq.job import Job
 
-from core.auth import check_admin
+from core.auth import Caller, check_admin
 from core.connections import SERIALIZER, blocking_redis
 from core.errors import BadRequest, HdxError, NotFound
-from core.jobs import QueueFull, check_capacity
+from core.jobs import QueueFull
 from core.runtime import Runtime
+from core.settings import ALL_QUEUES
 from core.version import __version__
 
-from . import status
+from . import status, waits
 from .catalog import BY_ID, PROCESSES, Process
 from .status import JobView, OgcStatus
 
@@ -155,14 +159,14 @@ def execute(process_id: str) -> tuple[Response, int, dict[str, str]]:
     process = _process(process_id)
     inputs = _parse_inputs(process, request.get_json(silent=True))
     rt = _runtime()
-    check_capacity(rt.settings, rt.redis, process.queue)
-    job_id = process.submit(rt, inputs)
+    job_id = process.submit(rt, Caller.from_request(), inputs)
     wait = _requested_wait(request.headers.get("Prefer", ""))
     job_view = status.fetch(rt.redis, job_id)
     if job_view is None:
         raise NoSuchJob(f"job {job_id} vanished")
     if wait:
-        finished = _wait_for(job_view.job, wait)
+        with waits.place(rt.redis, rt.settings, wait) as granted:
+            finished = _wait_for(job_view.job, wait) if granted else None
         if finished is not None and finished.status is OgcStatus.SUCCESSFUL:
             return jsonify(_results(finished)), 200, {"Preference-Applied": f"wait={wait}"}
         if finished is not None:
@@ -216,20 +220,30 @@ def _job_links(job_view: JobView) -> list[dict[str, str]]:
 
 @bp.get("/jobs")
 def list_jobs() -> Response:
-    """Jobs, newest first; ``processID``, ``status``, ``limit`` and ``offset`` narrow the page."""
+    """Jobs (admin token): running, waiting, failed, finished, dismissed, newest first in each; ``processID``,
+    ``status``, ``limit`` and ``offset`` narrow the page, and a ``next`` link continues it."""
+    check_admin()
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = _int_arg("offset", 0, 0, 10**9)
     statuses = request.args.getlist("status")
     unknown = set(statuses) - {s.value for s in OgcStatus}
     if unknown:
         raise InvalidInput(f"Unknown status {sorted(unknown)[0][:50]!r}")
-    views = status.list_jobs(_runtime().redis, processes=request.args.getlist("processID"), statuses=statuses)
-    page = views[offset : offset + limit]
+    processes = request.args.getlist("processID")
+    queues = {BY_ID[pid].queue for pid in processes if pid in BY_ID} if processes else set(ALL_QUEUES)
+    page = status.page_jobs(
+        _runtime().redis,
+        queues=[name for name in ALL_QUEUES if name in queues],
+        processes=processes,
+        statuses=statuses,
+        offset=offset,
+        limit=limit,
+    )
     links = [_link(request.url, "self", "This page")]
-    if offset + limit < len(views):
-        args = {**request.args.to_dict(flat=False), "offset": [str(offset + limit)], "limit": [str(limit)]}
+    if page.next_offset is not None:
+        args = {**request.args.to_dict(flat=False), "offset": [str(page.next_offset)], "limit": [str(limit)]}
         links.append(_link(url_for(".list_jobs", _external=True, **args), "next", "Next page"))
-    return jsonify(jobs=[v.status_info(_job_links(v)) for v in page], numberMatched=len(views), links=links)
+    return jsonify(jobs=[v.status_info(_job_links(v)) for v in page.views], links=links)
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -261,7 +275,8 @@ def job_status(job_id: str) -> Response:
 
 @bp.get("/jobs/<job_id>/results")
 def job_results(job_id: str) -> Response:
-    """The outputs of a successful job."""
+    """The outputs of a successful job (admin token)."""
+    check_admin()
     job_view = _job(job_id)
     if job_view.status is OgcStatus.FAILED:
         raise ResultNotReady(f"The job failed: {job_view.message()}")
@@ -276,7 +291,8 @@ def _results(job_view: JobView) -> dict[str, Any]:
 
 @bp.get("/jobs/<job_id>/log")
 def job_log(job_id: str) -> Response:
-    """The lines the job logged (secrets masked)."""
+    """The lines the job logged, secrets masked (admin token)."""
+    check_admin()
     job_view = _job(job_id)
     return jsonify(jobID=job_view.id, log=status.job_log(_runtime().redis, job_view.id))
 

@@ -2,22 +2,29 @@
 
 Each process names its inputs (a pydantic model: validation and the JSON Schema in its description come
 from the same code), its queue, the job functions whose jobs belong to it (so jobs started by CKAN's own
-endpoints show up under ``/jobs`` too) and how to submit one. Submitting reuses the slice's own entry
-point, so a job started here is exactly the job CKAN would have started.
+endpoints show up under ``/jobs`` too) and the operation of the slice's door that submits one. The door
+decides who may call it, checks the input and the queue's cap, as it does for CKAN's endpoint: a job
+started here is exactly the job CKAN would have started, under the same rules. The input models only
+describe and parse the OGC inputs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+import analyticsapi.service
+import eventsapi.service
+import importapi.service
+import scheduler.service
+
 if TYPE_CHECKING:
     from rq.job import Job
 
+    from core.auth import Caller
     from core.runtime import Runtime
     from core.settings import Settings
 
@@ -65,7 +72,7 @@ class CkanCallInputs(Inputs):
     api_params: dict[str, Any] = Field(default_factory=dict, description="JSON body (POST) or query (GET)")
 
 
-Submit = Callable[["Runtime", Any], str]
+Submit = Callable[["Runtime", "Caller", Any], str]
 
 
 @dataclass(frozen=True)
@@ -99,44 +106,28 @@ class Process:
         return described
 
 
-def _submit_import(rt: Runtime, inputs: GeopreviewImportInputs) -> str:
-    from importapi import service, tasks
-
-    service.request_import(rt, inputs.dataset_id, inputs.resource_id, inputs.url, inputs.url_type)
-    return tasks.import_job_id(inputs.resource_id)
-
-
-def _submit_change_detection(rt: Runtime, inputs: ChangeDetectionInputs) -> str:
-    from eventsapi.intake import enqueue_change_request, event_time_now
-
-    raw = inputs.model_dump_json().encode()
-    return f"change-events-{enqueue_change_request(rt.redis, raw, event_time_now())}"
-
-
-def _submit_fs_check(rt: Runtime, inputs: FileStructureCheckInputs) -> str:
-    from eventsapi.tasks import enqueue_check
-
-    url, history = inputs.hxl_proxy_source_info_url, inputs.fs_check_info
-    return enqueue_check(rt.redis, inputs.dataset_id, inputs.resource_id, url, history).id
-
-
-def _submit_analytics(rt: Runtime, inputs: AnalyticsSendInputs) -> str:
-    from core.connections import queue
-
-    job = queue("analytics_q", rt.redis).enqueue(
-        "processes.tasks.send_analytics_event", inputs.model_dump(), description=f"analytics event {inputs.event_name}"
+def _submit_import(rt: Runtime, caller: Caller, inputs: GeopreviewImportInputs) -> str:
+    return importapi.service.request_import(
+        rt, caller, inputs.dataset_id, inputs.resource_id, inputs.url, inputs.url_type
     )
-    return job.id
 
 
-def _submit_ckan_call(rt: Runtime, inputs: CkanCallInputs) -> str:
-    from scheduler import store
-    from scheduler.schedules import parse_add_job
+def _submit_change_detection(rt: Runtime, caller: Caller, inputs: ChangeDetectionInputs) -> str:
+    return eventsapi.service.accept_change_events(rt, caller, inputs.model_dump_json().encode())
 
-    now = datetime.now(UTC)
-    body = {"action": inputs.action, "method": inputs.method, "api_params": inputs.api_params, "sch_minutes": 0}
-    schedule = store.create(rt.redis, parse_add_job(body, rt.settings, now), rt.settings, now)
-    return store.tick_job_id(schedule.id, schedule.spec.first_tick)
+
+def _submit_fs_check(rt: Runtime, caller: Caller, inputs: FileStructureCheckInputs) -> str:
+    return eventsapi.service.request_file_structure_check(
+        rt, caller, inputs.dataset_id, inputs.resource_id, inputs.hxl_proxy_source_info_url, inputs.fs_check_info
+    )
+
+
+def _submit_analytics(rt: Runtime, caller: Caller, inputs: AnalyticsSendInputs) -> str:
+    return analyticsapi.service.submit_event(rt, caller, inputs.model_dump())
+
+
+def _submit_ckan_call(rt: Runtime, caller: Caller, inputs: CkanCallInputs) -> str:
+    return scheduler.service.call_now(rt, caller, inputs.action, inputs.method, inputs.api_params)
 
 
 PROCESSES: tuple[Process, ...] = (
@@ -181,7 +172,7 @@ PROCESSES: tuple[Process, ...] = (
         inputs=AnalyticsSendInputs,
         outputs={"result": {"title": "buffered", "schema": {"type": "object"}}},
         submit=_submit_analytics,
-        job_functions=("processes.tasks.send_analytics_event",),
+        job_functions=("analyticsapi.tasks.buffer_event", "processes.tasks.send_analytics_event"),
     ),
     Process(
         id="ckan-call",

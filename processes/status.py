@@ -134,36 +134,108 @@ def fetch(redis: Redis, job_id: str) -> JobView | None:
     return view(job)
 
 
-def all_job_ids(redis: Redis) -> set[str]:
-    """Ids of every job RQ still holds, in any state, on every queue."""
-    ids: set[str] = set()
-    for name in ALL_QUEUES:
-        q = queue(name, redis)
-        ids.update(q.get_job_ids())
-        for registry in (
-            q.started_job_registry,
-            q.finished_job_registry,
-            q.failed_job_registry,
-            q.canceled_job_registry,
-            q.scheduled_job_registry,
-            q.deferred_job_registry,
-        ):
-            ids.update(registry.get_job_ids())
-    return ids
+SOURCES: tuple[tuple[str, frozenset[OgcStatus]], ...] = (
+    ("started", frozenset({OgcStatus.RUNNING})),
+    ("queued", frozenset({OgcStatus.ACCEPTED})),
+    ("scheduled", frozenset({OgcStatus.ACCEPTED})),
+    ("deferred", frozenset({OgcStatus.ACCEPTED})),
+    ("failed", frozenset({OgcStatus.FAILED, OgcStatus.DISMISSED})),
+    ("finished", frozenset({OgcStatus.SUCCESSFUL})),
+    ("canceled", frozenset({OgcStatus.DISMISSED})),
+)
+"""Where RQ keeps a queue's jobs, in the order ``/jobs`` pages through them, and the statuses found there
+(a stopped job is in the failed registry)."""
+CHUNK = 50
+MAX_SCANNED = 2000
+"""Job records one page reads at most: a page of internal jobs (callbacks, drains) ends early, with a
+``next`` link, instead of reading every record."""
 
 
-def list_jobs(redis: Redis, *, processes: Iterable[str] = (), statuses: Iterable[str] = ()) -> list[JobView]:
-    """Process jobs, newest first, optionally only of some processes and statuses."""
-    wanted_processes, wanted_statuses = set(processes), set(statuses)
-    jobs = Job.fetch_many(sorted(all_job_ids(redis)), connection=redis, serializer=SERIALIZER)
-    views = [v for v in (view(job) for job in jobs if job is not None) if v is not None]
-    views = [
-        v
-        for v in views
-        if (not wanted_processes or v.process_id in wanted_processes)
-        and (not wanted_statuses or v.status.value in wanted_statuses)
+@dataclass(frozen=True)
+class JobPage:
+    """One page of ``/jobs``: the process jobs found, and where the next page starts (None: no more)."""
+
+    views: list[JobView]
+    next_offset: int | None
+
+
+@dataclass(frozen=True)
+class _Source:
+    queue_name: str
+    kind: str
+
+    def key(self, redis: Redis) -> str:
+        q = queue(self.queue_name, redis)
+        return q.key if self.kind == "queued" else getattr(q, f"{self.kind}_job_registry").key
+
+    def ids(self, redis: Redis, start: int, count: int) -> list[str]:
+        """Ids from position ``start`` (0: the newest), at most ``count`` of them."""
+        q = queue(self.queue_name, redis)
+        if self.kind == "queued":  # a list, newest at its tail
+            total = q.count
+            first = max(0, total - start - count)
+            return list(reversed(q.get_job_ids(first, max(0, total - start - first))))
+        registry = getattr(q, f"{self.kind}_job_registry")
+        ids: list[str] = registry.get_job_ids(start, start + count - 1, desc=True, cleanup=False)
+        return ids
+
+
+def page_jobs(
+    redis: Redis,
+    *,
+    queues: Iterable[str] = ALL_QUEUES,
+    processes: Iterable[str] = (),
+    statuses: Iterable[str] = (),
+    offset: int = 0,
+    limit: int = 10,
+) -> JobPage:
+    """Process jobs from position ``offset`` of the queues' lists and registries (running, waiting,
+    failed, finished, dismissed; newest first in each), reading records a chunk at a time."""
+    wanted_processes, wanted_statuses = set(processes), {OgcStatus(value) for value in statuses}
+    sources = [
+        _Source(name, kind)
+        for kind, found in SOURCES
+        if not wanted_statuses or found & wanted_statuses
+        for name in queues
     ]
-    return sorted(views, key=lambda v: (_aware(v.job.created_at), v.id), reverse=True)
+    sizes = _sizes(redis, sources)
+    views: list[JobView] = []
+    position, scanned = offset, 0
+    while len(views) < limit and scanned < MAX_SCANNED:
+        ids = _ids_at(redis, sources, sizes, position, min(CHUNK, MAX_SCANNED - scanned))
+        if not ids:
+            break
+        for job in Job.fetch_many(ids, connection=redis, serializer=SERIALIZER):
+            position, scanned = position + 1, scanned + 1
+            found = view(job) if job is not None else None
+            if (
+                found is not None
+                and (not wanted_processes or found.process_id in wanted_processes)
+                and (not wanted_statuses or found.status in wanted_statuses)
+            ):
+                views.append(found)
+                if len(views) == limit:
+                    break
+    return JobPage(views, position if position < sum(sizes) else None)
+
+
+def _sizes(redis: Redis, sources: list[_Source]) -> list[int]:
+    with redis.pipeline(transaction=False) as pipe:
+        for source in sources:
+            if source.kind == "queued":
+                pipe.llen(source.key(redis))
+            else:
+                pipe.zcard(source.key(redis))
+        return [int(size) for size in pipe.execute()]
+
+
+def _ids_at(redis: Redis, sources: list[_Source], sizes: list[int], position: int, count: int) -> list[str]:
+    """Up to ``count`` ids from ``position`` of the sources laid end to end (from one source)."""
+    for source, size in zip(sources, sizes, strict=True):
+        if position < size:
+            return source.ids(redis, position, min(count, size - position))
+        position -= size
+    return []
 
 
 def dismiss(redis: Redis, job_view: JobView) -> None:

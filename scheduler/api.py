@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import logging
-import re
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, current_app, jsonify, request
 from redis.exceptions import RedisError
 
-from core.auth import admin_required
+from core.auth import Caller
 from core.errors import ServiceUnavailable
 
-from . import store
+from . import service
 from .errors import InvalidSchedule, ScheduleNotFound
-from .schedules import parse_add_job
 
 if TYPE_CHECKING:
     from flask import Response
@@ -26,21 +23,16 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("scheduler", __name__)
 
-SCHEDULE_ID = re.compile(r"[0-9a-f]{32}")
-
 
 def _runtime() -> Runtime:
     return current_app.extensions["hdx"]  # type: ignore[no-any-return]
 
 
 @bp.post("/api/scheduler/add_job")
-@admin_required
 def add_job() -> Response:
     """Schedule a CKAN call: once after ``sch_*``, or recurring with ``cron`` / ``interval_minutes``."""
-    rt = _runtime()
     try:
-        spec = parse_add_job(request.get_json(silent=True), rt.settings, datetime.now(UTC))
-        schedule = store.create(rt.redis, spec, rt.settings, datetime.now(UTC))
+        schedule = service.add_schedule(_runtime(), Caller.from_request(), request.get_json(silent=True))
     except InvalidSchedule as error:
         return _refused(error.message)
     except RedisError:
@@ -50,11 +42,10 @@ def add_job() -> Response:
 
 
 @bp.get("/api/scheduler/list_jobs")
-@admin_required
 def list_jobs() -> tuple[Response, int] | Response:
     """Every schedule with its timing, next run and last result."""
     try:
-        schedules = store.all_schedules(_runtime().redis)
+        schedules = service.list_schedules(_runtime(), Caller.from_request())
     except RedisError:
         log.exception("could not read schedules")
         return _redis_down()
@@ -62,11 +53,10 @@ def list_jobs() -> tuple[Response, int] | Response:
 
 
 @bp.delete("/api/scheduler/jobs/<schedule_id>")
-@admin_required
 def cancel_job(schedule_id: str) -> tuple[Response, int] | Response:
     """Cancel a schedule: no further call is made."""
     try:
-        cancelled = bool(SCHEDULE_ID.fullmatch(schedule_id)) and store.cancel(_runtime().redis, schedule_id)
+        cancelled = service.cancel_schedule(_runtime(), Caller.from_request(), schedule_id)
     except RedisError:
         log.exception("could not cancel a schedule")
         return _redis_down()
@@ -87,5 +77,5 @@ def _redis_down() -> tuple[Response, int]:
     return jsonify(success=False, message=error.message, error_type=error.error_type), error.http_status
 
 
-def _next_run(schedule: store.Schedule) -> str | None:
+def _next_run(schedule: service.Schedule) -> str | None:
     return schedule.to_json()["next_run"]

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
+from core.auth import OPERATOR
 from core.runtime import Runtime
 
-from . import store
+from . import service
 from .errors import InvalidSchedule
-from .schedules import parse_add_job
 
 
 @click.group("schedule")
@@ -25,7 +24,7 @@ def schedule() -> None:
 @click.pass_obj
 def list_command(runtime: Runtime, as_json: bool) -> None:
     """Show every schedule with its next run and last result."""
-    jobs = [item.to_json() for item in store.all_schedules(runtime.redis)]
+    jobs = [item.to_json() for item in service.list_schedules(runtime, OPERATOR)]
     if as_json:
         click.echo(json.dumps({"jobs": jobs, "success": True}, indent=2))
         return
@@ -72,12 +71,10 @@ def add_command(
         "interval_minutes": interval_minutes,
         "cron": cron,
     }
-    now = datetime.now(UTC)
     try:
-        spec = parse_add_job(body, runtime.settings, now)
+        created = service.add_schedule(runtime, OPERATOR, body)
     except InvalidSchedule as error:
         raise click.ClickException(f"Could not schedule job: {error.message}") from None
-    created = store.create(runtime.redis, spec, runtime.settings, now)
     click.echo(f"{created.id}  next: {created.to_json()['next_run']}  {created.description}")
 
 
@@ -86,7 +83,7 @@ def add_command(
 @click.pass_obj
 def cancel_command(runtime: Runtime, schedule_id: str) -> None:
     """Cancel a schedule: no further call is made."""
-    if not store.cancel(runtime.redis, schedule_id):
+    if not service.cancel_schedule(runtime, OPERATOR, schedule_id):
         raise click.ClickException(f"No scheduled job {schedule_id[:64]}")
     click.echo(f"Cancelled {schedule_id}")
 

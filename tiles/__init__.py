@@ -12,8 +12,13 @@ if TYPE_CHECKING:
 
 
 def register(registry: Registry) -> None:
-    """Give the service the tile and preview endpoints and the prerender job."""
-    from . import api, tasks
+    """Give the service the tile and preview endpoints and the prerender job, and follow imported layers:
+    a replaced layer gets its expensive tiles prerendered, a dropped one loses its stored tiles."""
+    from importapi import service as imports
+
+    from . import api, prerender, tasks
 
     registry.blueprint(api.bp, api.init_app)
     registry.job(tasks.prerender_layer)
+    imports.on_layer_replaced(registry, tasks.layer_imported)
+    imports.on_layer_dropped(registry, prerender.forget_layer)

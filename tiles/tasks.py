@@ -1,8 +1,9 @@
 """Job functions of the tiles slice: prerendering a freshly imported layer's expensive tiles.
 
-The import job calls :func:`layer_imported` after a successful import; it queues :func:`prerender_layer`
-on ``geo_q`` (the geopreview queue), so the first map view of a dense layer is served from storage instead
-of waiting a second for a low-zoom tile. Until the job has run, tiles are built on request as before.
+After a successful import the importapi slice calls :func:`layer_imported` (a listener registered in
+``tiles/__init__.py``); it queues :func:`prerender_layer` on ``geo_q`` (the geopreview queue), so the first
+map view of a dense layer is served from storage instead of waiting a second for a low-zoom tile. Until
+the job has run, tiles are built on request as before.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ PRERENDER_RETRY = Retry(max=2, interval=[60, 300])
 
 
 def layer_imported(rt: Runtime, layer_id: str) -> None:
-    """Hook for the import job: queue the prerender of ``layer_id``; never fails the import."""
+    """Listener of "layer replaced": queue the prerender of ``layer_id``; never fails the import."""
     if not rt.settings.tiles_prerender:
         return
     try:

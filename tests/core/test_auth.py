@@ -1,62 +1,90 @@
+"""Callers, kinds of access and the check every door makes (core.auth)."""
+
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from flask import Flask
 
-from app.factory import create_app
-from core.auth import admin_required, notification_endpoint
+from core.auth import OPERATOR, Access, Caller, allows, authorize, operation
+from core.errors import Forbidden, Unauthorized
 from core.runtime import Runtime
-from core.settings import Settings
+from core.settings import Settings, SettingsError
+
+TOKEN = "admin-token-1f0c"
 
 
-def app_with(settings_env: dict[str, str], **overrides: str) -> Flask:
-    app = create_app(runtime=Runtime(Settings.from_env({**settings_env, **overrides})))
+def settings(**environ: str) -> Settings:
+    return Settings.from_env({"HDXRQ_ADMIN_TOKENS": TOKEN, **environ})
 
-    @app.get("/test/admin")
-    @admin_required
-    def admin_view() -> dict[str, bool]:
-        return {"ok": True}
 
-    @app.get("/test/notify")
-    @notification_endpoint
-    def notify_view() -> dict[str, bool]:
-        return {"ok": True}
-
-    return app
+def caller(authorization: str | None = None, remote_addr: str = "203.0.113.9") -> Caller:
+    environ = {"REMOTE_ADDR": remote_addr, **({"HTTP_AUTHORIZATION": authorization} if authorization else {})}
+    return Caller.from_environ(settings(), environ)
 
 
 @pytest.mark.parametrize(
-    "header",
-    [None, "Bearer", "Bearer wrong-token", "Basic dGVzdDp0ZXN0", "test-admin-token-5d1e8b"],
+    "header", [None, "Bearer", "Bearer ", "Bearer wrong-token", "Basic dGVzdDp0ZXN0", TOKEN, f"Token {TOKEN}"]
 )
-def test_admin_endpoints_refuse_without_a_valid_bearer_token(settings_env: dict[str, str], header: str | None) -> None:
-    client = app_with(settings_env).test_client()
-    response = client.get("/test/admin", headers={"Authorization": header} if header else {})
-    assert response.status_code == 401
-    body = response.get_data(as_text=True)
-    assert "test-admin-token" not in body and response.get_json()["error_type"] == "unauthorized"
+def test_only_a_bearer_admin_token_makes_an_admin_caller(header: str | None) -> None:
+    assert caller(header).admin is False
 
 
-def test_any_configured_admin_token_is_accepted(settings_env: dict[str, str]) -> None:
-    client = app_with(settings_env, HDXRQ_ADMIN_TOKENS="first-token,second-token").test_client()
+def test_any_configured_admin_token_is_accepted() -> None:
+    two = settings(HDXRQ_ADMIN_TOKENS="first-token,second-token")
     for token in ("first-token", "second-token"):
-        assert client.get("/test/admin", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert Caller.from_environ(two, {"HTTP_AUTHORIZATION": f"bearer {token}"}).admin
 
 
-def test_without_configured_tokens_admin_endpoints_stay_closed(settings_env: dict[str, str]) -> None:
-    client = app_with(settings_env, HDXRQ_ADMIN_TOKENS="").test_client()
-    assert client.get("/test/admin", headers={"Authorization": "Bearer "}).status_code == 401
+def test_without_configured_tokens_nobody_is_an_admin() -> None:
+    none = Settings.from_env({"HDXRQ_ADMIN_TOKENS": ""})
+    assert not Caller.from_environ(none, {"HTTP_AUTHORIZATION": "Bearer "}).admin
 
 
-def test_notification_endpoints_are_open_by_default(settings_env: dict[str, str]) -> None:
-    client = app_with(settings_env).test_client()
-    assert client.get("/test/notify", environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 200
+def test_admin_operations_need_the_token_from_anywhere() -> None:
+    open_networks = settings()
+    with pytest.raises(Unauthorized):
+        authorize(open_networks, Access.ADMIN, caller())
+    authorize(open_networks, Access.ADMIN, caller(f"Bearer {TOKEN}"))
+    authorize(open_networks, Access.ADMIN, OPERATOR)
 
 
-def test_allowed_networks_limit_notification_endpoints(settings_env: dict[str, str]) -> None:
-    client = app_with(settings_env, HDXRQ_ALLOWED_NETWORKS="10.20.0.0/16,192.0.2.7").test_client()
-    inside = client.get("/test/notify", environ_base={"REMOTE_ADDR": "10.20.3.4"})
-    single = client.get("/test/notify", environ_base={"REMOTE_ADDR": "192.0.2.7"})
-    outside = client.get("/test/notify", environ_base={"REMOTE_ADDR": "10.21.0.1"})
-    assert (inside.status_code, single.status_code) == (200, 200)
-    assert outside.status_code == 403 and outside.get_json()["error_type"] == "forbidden"
+def test_notifications_are_open_while_no_network_is_set() -> None:
+    assert allows(settings(), Access.NOTIFIER, caller(remote_addr="198.51.100.1"))
+
+
+def test_allowed_networks_limit_notifications_unless_the_admin_token_is_presented() -> None:
+    limited = settings(HDXRQ_ALLOWED_NETWORKS="10.20.0.0/16,192.0.2.7")
+    inside = Caller(remote_addr="10.20.3.4")
+    single = Caller(remote_addr="192.0.2.7")
+    outside = Caller(remote_addr="10.21.0.1")
+    assert allows(limited, Access.NOTIFIER, inside) and allows(limited, Access.NOTIFIER, single)
+    with pytest.raises(Forbidden):
+        authorize(limited, Access.NOTIFIER, outside)
+    assert allows(limited, Access.NOTIFIER, Caller(remote_addr="10.21.0.1", admin=True))
+    assert not allows(limited, Access.NOTIFIER, Caller(remote_addr="not an address"))
+    assert allows(limited, Access.NOTIFIER, OPERATOR)
+    assert allows(limited, Access.ANYONE, outside)
+
+
+@pytest.mark.parametrize("value", ["ckan.example.org", "10.0.0.0/8,localhost", "10.0.0.0/33"])
+def test_a_host_name_in_allowed_networks_stops_start_up_naming_the_variable(value: str) -> None:
+    with pytest.raises(SettingsError, match="HDXRQ_ALLOWED_NETWORKS"):
+        Settings.from_env({"HDXRQ_ALLOWED_NETWORKS": value})
+
+
+def test_an_operation_checks_its_caller_before_it_runs() -> None:
+    ran: list[Any] = []
+
+    @operation(Access.ADMIN)
+    def schedule_something(rt: Runtime, caller: Caller, value: int) -> int:
+        ran.append(value)
+        return value
+
+    rt = Runtime(settings())
+    with pytest.raises(Unauthorized):
+        schedule_something(rt, caller(), 1)
+    assert ran == []
+    assert schedule_something(rt, caller(f"Bearer {TOKEN}"), 2) == 2
+    assert schedule_something(rt, OPERATOR, 3) == 3
+    assert ran == [2, 3] and schedule_something.access is Access.ADMIN  # type: ignore[attr-defined]

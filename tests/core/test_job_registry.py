@@ -35,12 +35,18 @@ SERVICE_JOBS = {
     "eventsapi.tasks.send_fs_check_result",
     "scheduler.tasks.run_scheduled_call",
     "tiles.tasks.prerender_layer",
-    "processes.tasks.send_analytics_event",
+    "analyticsapi.tasks.buffer_event",
+    "processes.tasks.send_analytics_event",  # the name buffer_event had before: jobs queued then still run
 }
 
 
-def test_the_service_registers_exactly_its_job_functions() -> None:
-    assert compose(Settings.from_env({})).job_names() == SERVICE_JOBS
+SERVICE_CALLBACKS = {"importapi.tasks.import_gave_up", "eventsapi.tasks.check_gave_up"}
+
+
+def test_the_service_registers_exactly_its_job_functions_and_callbacks() -> None:
+    registry = compose(Settings.from_env({}))
+    assert registry.job_names() == SERVICE_JOBS
+    assert registry.callback_names() == SERVICE_CALLBACKS
 
 
 def test_every_process_names_registered_job_functions() -> None:
@@ -84,6 +90,14 @@ def test_an_empty_registry_runs_nothing() -> None:
         Registry().job_function("importapi.tasks.import_resource")
 
 
+def test_job_functions_and_callbacks_are_not_interchangeable() -> None:
+    registry = compose(Settings.from_env({}))
+    with pytest.raises(ForbiddenJobFunction):
+        registry.job_function("importapi.tasks.import_gave_up")
+    with pytest.raises(ForbiddenJobFunction):
+        registry.callback_function("importapi.tasks.import_resource")
+
+
 def _plant(runtime: Runtime, queue_name: str, function: str, *args: object, **options: object) -> Job:
     """Write a job naming ``function`` into the queue Redis, as anyone with write access could."""
     return queue(queue_name, runtime.redis).enqueue(function, *args, **options)
@@ -108,10 +122,12 @@ def test_jobs_planted_in_redis_run_nothing(runtime: Runtime, worker_process: Run
         _plant(runtime, "geo_q", "importapi.tasks.import_resource.__globals__", touch),
         _plant(runtime, "event_q", "importapi..tasks.import_resource", touch),
         _plant(runtime, "geo_q", "rq.job.Job.fetch", touch),
-        # Registered functions carrying callbacks: neither the function nor the callback runs.
+        _plant(runtime, "event_q", "importapi.tasks.import_gave_up", touch),  # a callback, not a job function
+        # Registered functions carrying callbacks that are not registered ones: neither of them runs.
         _plant(runtime, "geo_q", "tests.jobs.record", "ran", "success", on_success=Callback("os.system")),
         _plant(runtime, "event_q", "tests.jobs.fail", "boom", on_failure=Callback("os.system")),
         _plant(runtime, "geo_q", "tests.jobs.record", "ran", "stopped", on_stopped=Callback("os.system")),
+        _plant(runtime, "event_q", "tests.jobs.fail", "boom", on_failure=Callback("tests.jobs.record")),
         _plant_method_call(runtime, "event_q", marker),
     ]
     legit = _plant(runtime, "geo_q", "tests.jobs.record", "ran", "legit")

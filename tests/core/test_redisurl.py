@@ -9,9 +9,9 @@ from redis.sentinel import SentinelConnectionPool
 
 from app.cli import rq_defaults
 from core import runtime as runtime_module
-from core.connections import HdxRedis, PrimaryConnection, rq_redis, stream_redis
+from core.connections import PrimaryConnection, rq_redis, stream_redis
 from core.redisurl import SentinelAddress, parse_sentinel_url, url_password
-from core.runtime import Runtime
+from core.runtime import HdxRedis, Runtime
 from core.settings import Settings, SettingsError
 from tests.sentinel import SERVICE, SentinelCluster
 
@@ -77,7 +77,7 @@ def test_clients_reach_the_primary_through_the_sentinels(cluster: SentinelCluste
 def test_rq_commands_get_a_sentinel_connection(cluster: SentinelCluster) -> None:
     settings = Settings.from_env({"HDXRQ_REDIS_URL": cluster.url(5), "HDXRQ_REDIS_FAILOVER_SEC": "7"})
     defaults = rq_defaults(settings)
-    assert defaults["worker"]["connection_class"] == "core.connections.HdxRedis"
+    assert defaults["worker"]["connection_class"] == "core.runtime.HdxRedis"
     runtime_module.install(Runtime(settings))
     try:
         client = HdxRedis.from_url(defaults["worker"]["url"])

@@ -19,6 +19,7 @@ from rq import Worker
 
 from core.connections import SERIALIZER, queue
 from core.runtime import Runtime
+from processes import waits
 from tests.conftest import HDXRQ_PY, ROOT, free_port
 from tests.waiting import wait_until
 
@@ -193,14 +194,15 @@ def test_a_body_the_view_did_not_read_leaves_the_next_request_unharmed(settings_
             assert client.get(f"{base}/version").status_code == 200
 
 
-def test_a_request_held_by_a_job_wait_does_not_hold_the_api(settings_env: dict[str, str], runtime: Runtime) -> None:
-    """One process, busy with a ``Prefer: wait`` request (no worker runs): uWSGI starts another for CKAN."""
+def test_job_waits_hold_at_most_all_api_processes_but_one(settings_env: dict[str, str], runtime: Runtime) -> None:
+    """Two processes (no worker runs): one request waits for its job (``Prefer: wait``), the other process
+    answers CKAN at once, and a second waiting request is answered at once too (201) instead of taking it."""
     port = free_port()
-    env = {**settings_env, "HDXRQ_API_WORKERS": "1", "HDXRQ_API_MAX_WORKERS": "3"}
+    env = {**settings_env, "HDXRQ_API_WORKERS": "2", "HDXRQ_API_MAX_WORKERS": "2"}
     body = {"inputs": {"username": "u", "new_dataset_dict": {"type": "dataset", "name": "n"}}}
+    url = f"http://127.0.0.1:{port}/processes/change-detection/execution"
 
     def held() -> None:
-        url = f"http://127.0.0.1:{port}/processes/change-detection/execution"
         try:
             httpx.post(url, json=body, headers={"Prefer": "wait=120"}, timeout=150)
         except httpx.HTTPError:
@@ -208,11 +210,27 @@ def test_a_request_held_by_a_job_wait_does_not_hold_the_api(settings_env: dict[s
 
     with hdxrq(env, "serve", "--port", str(port)) as server:
         assert server.stderr is not None
-        read_until(server.stderr, "spawned uWSGI worker")
+        read_until(server.stderr, "spawned uWSGI worker 2")
         client = threading.Thread(target=held)
         client.start()
-        wait_until(lambda: queue("event_q", runtime.redis).count == 1, what="the held request to be in flight")
-        # With one process only, this would wait the held request's two minutes and time out.
-        assert httpx.get(f"http://127.0.0.1:{port}/version", timeout=30).status_code == 200
+        wait_until(lambda: runtime.redis.zcard(waits.KEY) == 1, what="the held request to wait")
+        second = httpx.post(url, json=body, headers={"Prefer": "wait=120"}, timeout=30)
+        assert second.status_code == 201 and "Preference-Applied" not in second.headers
+        assert second.json()["status"] == "accepted"
+        notification = {"username": "u", "old_dataset_dict": {}, "new_dataset_dict": {"type": "dataset"}}
+        answer = httpx.post(f"http://127.0.0.1:{port}/api/create-change-events", json=notification, timeout=30)
+        assert answer.json() == {"state": "success"}
         assert client.is_alive()
     client.join(timeout=30)
+
+
+def test_with_one_api_process_nobody_waits_for_a_job(settings_env: dict[str, str]) -> None:
+    port = free_port()
+    body = {"inputs": {"username": "u", "new_dataset_dict": {"type": "dataset", "name": "n"}}}
+    env = {**settings_env, "HDXRQ_API_WORKERS": "1", "HDXRQ_API_MAX_WORKERS": "3"}
+    with hdxrq(env, "serve", "--port", str(port)) as server:
+        assert server.stderr is not None
+        read_until(server.stderr, "spawned uWSGI worker")
+        url = f"http://127.0.0.1:{port}/processes/change-detection/execution"
+        answer = httpx.post(url, json=body, headers={"Prefer": "wait=120"}, timeout=30)
+    assert answer.status_code == 201 and "Preference-Applied" not in answer.headers

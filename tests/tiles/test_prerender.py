@@ -15,6 +15,7 @@ from flask import Flask
 
 from app.factory import create_app
 from core import runtime as runtime_module
+from core.auth import OPERATOR
 from core.runtime import Runtime
 from core.settings import Settings
 from importapi import layers as import_layers
@@ -166,7 +167,8 @@ def test_import_job_queues_the_prerender(
     squares = json.dumps({"type": "FeatureCollection", "features": polygon_features()}).encode()
     with FakeService("file-host") as host:
         host.route("GET", "/files/squares.geojson", Reply(body=squares))
-        import_service.request_import(runtime, "d1", resource_id, f"{host.url}/files/squares.geojson", "upload")
+        url = f"{host.url}/files/squares.geojson"
+        import_service.request_import(runtime, OPERATOR, "d1", resource_id, url, "upload")
         burst_worker("geo_q")
 
     [call] = fake_ckan.action_calls("hdx_resource_update_metadata")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from rq import Worker
 from rq.job import Job
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.utils import as_text
 
 from .connections import SERIALIZER, queue
 from .settings import ALL_QUEUES
@@ -170,10 +171,10 @@ def _oldest_job_age(redis: Redis, queue: str, now: datetime) -> float:
     oldest = redis.lindex(f"rq:queue:{queue}", 0)
     if oldest is None:
         return 0.0
-    enqueued = redis.hget(f"rq:job:{oldest.decode()}", "enqueued_at")
+    enqueued = redis.hget(f"rq:job:{as_text(oldest)}", "enqueued_at")
     if not enqueued:
         return 0.0
-    moment = datetime.fromisoformat(enqueued.decode().replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(as_text(enqueued).replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return max(0.0, (now - moment).total_seconds())
@@ -195,16 +196,16 @@ def job_metrics(redis: Redis) -> Iterator[Metric]:
         "hdxrq_jobs", "Ended job executions", labels=["queue", "function", "outcome", "error_type"]
     )
     for field, count in sorted(redis.hgetall(JOB_COUNTS_KEY).items()):
-        outcomes.add_metric(field.decode().split("|"), int(count))
+        outcomes.add_metric(as_text(field).split("|"), int(count))
     yield outcomes
     yield _duration_histogram(redis.hgetall(JOB_DURATION_KEY))
 
 
-def _duration_histogram(raw: dict[bytes, bytes]) -> Metric:
+def _duration_histogram(raw: Mapping[bytes | str, bytes | str]) -> Metric:
     histogram = HistogramMetricFamily("hdxrq_job_duration_seconds", "Job execution time", labels=["queue", "function"])
     series: dict[tuple[str, str], dict[str, float]] = {}
     for field, value in raw.items():
-        queue, function, key = field.decode().split("|")
+        queue, function, key = as_text(field).split("|")
         series.setdefault((queue, function), {})[key] = float(value)
     for (queue, function), values in sorted(series.items()):
         buckets = [(str(bound), values.get(str(bound), 0.0)) for bound in JOB_DURATION_BUCKETS]

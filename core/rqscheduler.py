@@ -66,7 +66,7 @@ class StandbyScheduler(RQScheduler):
 
     @property
     def should_reacquire_locks(self) -> bool:
-        return self._queue_names != self.acquired_locks  # rq waits two minutes between tries
+        return bool(self._queue_names != self.acquired_locks)  # rq waits two minutes between tries
 
     def acquire_locks(self, auto_start: bool = False) -> set[str]:
         self.release_stale_locks()
@@ -95,14 +95,14 @@ class StandbyScheduler(RQScheduler):
         if self._worker_connection is not None:
             # The worker reconnects on its next command; the child inherits none of these sockets.
             self._worker_connection.connection_pool.disconnect(inuse_connections=False)
-        return super().start()
+        return super().start()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
 
     def _install_signal_handlers(self) -> None:
         """In the scheduler process, first thing: rq's handlers, then stop (SIGTERM) when the worker dies."""
-        super()._install_signal_handlers()
+        super()._install_signal_handlers()  # type: ignore[no-untyped-call]
         try:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
         except OSError:  # not Linux: the scheduler outlives a killed worker, as in rq
             return
         if os.getppid() != self._worker_pid:  # the worker died before the signal was armed
-            self.request_stop()
+            self.request_stop()  # type: ignore[no-untyped-call]

@@ -111,16 +111,16 @@ class HdxWorker(Worker):
         elif self.scheduler.acquired_locks:  # a burst worker moves what is due once, as rq's does
             try:
                 self.scheduler.register_birth()
-                self.scheduler.enqueue_scheduled_jobs()
+                self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
             finally:
-                self.scheduler.release_locks()
+                self.scheduler.release_locks()  # type: ignore[no-untyped-call]
                 self.scheduler.register_death()
 
     def run_maintenance_tasks(self) -> None:
         process = self.scheduler._process if self.scheduler else None
         if process is not None and not process.is_alive():  # rq would restart it only with the locks free
             log.warning("the scheduler process ended (exit code %s): starting it again", process.exitcode)
-            self.scheduler.start()  # type: ignore[union-attr]
+            self.scheduler.start()
         super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
         try:
             orphans.sweep(self.connection)

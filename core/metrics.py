@@ -28,7 +28,7 @@ from rq.job import Job
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from .connections import SERIALIZER, queue
-from .settings import ALL_QUEUES
+from .queues import ALL_QUEUES
 
 if TYPE_CHECKING:
     from redis import Redis

@@ -12,6 +12,7 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from core.connections import SERIALIZER
+from core.queues import QueueName
 from core.runtime import Runtime
 from scheduler import store
 from tests.conftest import TEST_GIS_API_KEY
@@ -27,7 +28,7 @@ RunCommand = Callable[..., subprocess.CompletedProcess[str]]
 
 def _make_due_now(runtime: Runtime, job_id: str) -> None:
     """Move a scheduled tick to now: what waiting for the real interval would do, minus the waiting."""
-    registry = ScheduledJobRegistry(store.QUEUE_NAME, connection=runtime.redis, serializer=SERIALIZER)
+    registry = ScheduledJobRegistry(QueueName.SCHEDULER, connection=runtime.redis, serializer=SERIALIZER)
     job = Job.fetch(job_id, connection=runtime.redis, serializer=SERIALIZER)
     registry.schedule(job, datetime.now(UTC))
 

@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import openloop  # noqa: E402
 from bench.common import claim_redis_db, free_port, release_redis_db  # noqa: E402
+from core import procs  # noqa: E402
 from tests.fakes import FakeCkan, FakeMixpanel, FakeService, Reply  # noqa: E402
 
 EVENT_EXAMPLES = ROOT / "tests" / "eventsapi" / "samples"  # copies of shared/examples
@@ -196,6 +197,34 @@ def start_services(
         except httpx.HTTPError:
             time.sleep(0.2)
     raise SystemExit("the API did not start")
+
+
+def cpu_by_process(processes: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    """CPU seconds each service process used so far, with the children it reaped (work horses, ogr2ogr),
+    by name: ``api``, or ``worker <lanes>``, numbered when several share a name."""
+    found: dict[str, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for started in processes:
+        for pid in [started.pid, *procs.children(started.pid)]:
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if "worker" in argv:
+                lanes = [argv[i + 1] for i, word in enumerate(argv[:-1]) if word == "--lane"]
+                name = "worker " + ("+".join(lanes) or "every queue")
+            elif "serve" in argv or "uwsgi" in Path(argv[0]).name:
+                name = "api"
+            else:
+                continue
+            seconds = sum(int(value) for value in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+            key, number = name, 1
+            while key in found:
+                number += 1
+                key = f"{name} #{number}"
+            found[key] = seconds
+    return found
 
 
 def stop_services(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -347,7 +376,7 @@ def main() -> None:
                 load.accepted[kind] = 0
                 load.answered[kind] = []
             mixpanel.calls.clear()
-            started, load_before = time.time(), os.getloadavg()
+            started, load_before, cpu_before = time.time(), os.getloadavg(), cpu_by_process(processes)
             final = load.run(best["rate"], args.seconds)
             final["within_targets"] = within_targets(final)
             final["targets_p99_ms"] = TARGET_P99_MS
@@ -358,6 +387,9 @@ def main() -> None:
             delays = change_event_delays(stream, load.answered["create-change-events"], started)
             delays.update(callback_delays(redis, ckan, load.resource_ids))
             print("delays", json.dumps(delays), flush=True)
+            cpu_after = cpu_by_process(processes)
+            cpu = {name: round(seconds - cpu_before.get(name, 0.0), 1) for name, seconds in cpu_after.items()}
+            print("cpu seconds (run and catch-up)", json.dumps(cpu), flush=True)
     finally:
         stop_services(processes)
         for claimed in (db, stream_db):

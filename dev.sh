@@ -30,7 +30,7 @@ export REDIS_STREAM_PORT="${REDIS_STREAM_PORT:-$HDX_REDIS_PORT}"
 HDXRQ_REDIS_APPENDFSYNC="${HDXRQ_REDIS_APPENDFSYNC:-everysec}"
 
 DEBIAN_PACKAGES=(redis-server redis-sentinel postgresql-15 postgresql-15-postgis-3 gdal-bin python3-venv chromium
-    libpq-dev gcc libmagic1)  # the last three: CKAN's virtualenv (psycopg2 builds against libpq; python-magic)
+    libpq-dev gcc python3-dev libmagic1)  # the last four: CKAN's virtualenv (psycopg2 is built; python-magic)
 PG_CLUSTER=(15 main)
 TEST_TEMPLATE_DB=hdxrq_template
 

@@ -29,7 +29,7 @@ from core.settings import Settings, SettingsError
 from core.version import __version__
 from core.worker import MAINTENANCE_INTERVAL_SEC
 
-from . import serve
+from . import cutover, serve
 from .slices import compose
 
 cli = click.Group(
@@ -109,8 +109,8 @@ def main(args: Sequence[str] | None = None) -> None:
 
 
 def _add_commands(slices: registry.Registry) -> None:
-    """``serve``, ``run`` and the commands the slices registered."""
-    for command in (serve.serve, serve.run, *slices.commands):
+    """``serve``, ``run``, ``migrate-old-jobs`` and the commands the slices registered."""
+    for command in (serve.serve, serve.run, cutover.migrate_old_jobs, *slices.commands):
         cli.add_command(command)
 
 

@@ -10,7 +10,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
-from core import metrics, monitor, openapi, registry, system
+from core import finite, metrics, monitor, openapi, registry, system
 from core.checks import CORE_CHECKS, register_check
 from core.errors import HdxError
 from core.runtime import Runtime
@@ -24,11 +24,12 @@ MB = 1024 * 1024
 
 
 class BoundedJsonProvider(DefaultJSONProvider):
-    """Flask's JSON, except that a body nested too deeply to parse is invalid JSON (a 400), not a 500."""
+    """Flask's JSON, except that a body nested too deeply to parse, or holding NaN or Infinity
+    (:mod:`core.finite`), is invalid JSON (a 400), not a 500 or a value no one downstream can read."""
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         try:
-            return super().loads(s, **kwargs)
+            return finite.loads(s, **kwargs)
         except RecursionError:
             raise ValueError("JSON nested too deeply") from None
 

@@ -94,7 +94,8 @@ def timed(fn) -> float:
 
 
 def old_way(settings: Settings, path: Path, table: str, mixed: bool) -> None:
-    env = child_env({"PGPASSWORD": settings.gisdb_password.get_secret_value() if settings.gisdb_password else ""})
+    password = settings.gisdb_password.get_secret_value() if settings.gisdb_password else ""
+    env = child_env({"PGPASSWORD": password}, drivers=("GeoJSON", "PostgreSQL"))
     base = ["ogr2ogr", "-f", "PostgreSQL", f"PG:{settings.postgres_conninfo(with_password=False)}", str(path)]
     base += ["-nln", table, "-overwrite", "-fieldTypeToString", "Real", "--config", "PG_USE_COPY", "NO"]
     base += ["-lco", "GEOMETRY_NAME=wkb_geometry", "-t_srs", "EPSG:4326"]

@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 from bench import openloop  # noqa: E402
 from bench.common import claim_redis_db, free_port, release_redis_db  # noqa: E402
 from core import procs  # noqa: E402
+from core.queues import QueueName  # noqa: E402
 from tests.fakes import FakeCkan, FakeMixpanel, FakeService, Reply  # noqa: E402
 
 EVENT_EXAMPLES = ROOT / "tests" / "eventsapi" / "samples"  # copies of shared/examples
@@ -305,7 +306,7 @@ def catch_up(redis: Redis, stream: Redis, mixpanel: FakeMixpanel, load: Load, ti
     """How long the workers take to empty the queues after the run; whether everything came out."""
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
-        pending = sum(redis.llen(f"rq:queue:{name}") for name in ("event_q", "analytics_q"))
+        pending = sum(redis.llen(f"rq:queue:{name}") for name in (QueueName.EVENT, QueueName.ANALYTICS))
         published = len(redis.keys("hdxrq:events:request:*")) == 0
         delivered = len(mixpanel.imported_events()) >= load.accepted["send-analytics"]
         if not pending and published and delivered:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
+from .errors import HdxError, public_message, redact_internals
 from .logging import mask_secrets
 
 if TYPE_CHECKING:
@@ -49,8 +50,9 @@ def run_checks(app: Flask, *, readiness_only: bool = False) -> list[dict[str, An
             outcome, message = "Passed", ""
         except Exception as error:  # a check reports any failure, it never raises
             outcome = "Failed"
-            message = mask_secrets(f"{type(error).__name__}: {error}"[:500], runtime.settings.secret_values())
-            log.warning("check %s failed: %s", check.name, message)
+            message = failure_message(check, error)
+            detail = mask_secrets(f"{type(error).__name__}: {error}"[:500], runtime.settings.secret_values())
+            log.warning("check %s failed: %s", check.name, detail)  # the details stay in the log
         results.append(
             {
                 "name": check.name,
@@ -62,6 +64,14 @@ def run_checks(app: Flask, *, readiness_only: bool = False) -> list[dict[str, An
             }
         )
     return results
+
+
+def failure_message(check: Check, error: Exception) -> str:
+    """``<code>: <safe message>`` for a failed check: the code of our error, or ``<type>-unavailable``;
+    never the library's text, which names internal hosts and connection strings."""
+    if isinstance(error, HdxError):
+        return f"{error.error_type}: {redact_internals(error.message)}"[:500]
+    return f"{check.type}-unavailable: {public_message(error, check.name + ' failed')}"
 
 
 def _redis(runtime: Runtime) -> None:

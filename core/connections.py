@@ -46,11 +46,11 @@ COMMAND_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
 
 
 def connect(
-    url: str, *, redis_class: type[Redis] = Redis, failover_sec: float = DEFAULT_FAILOVER_SEC, **options: Any
+    url: str, *, redis_class: type[Redis] | None = None, failover_sec: float = DEFAULT_FAILOVER_SEC, **options: Any
 ) -> Redis:
     """A client for ``url``: a plain server, or the primary a set of sentinels names (``redis+sentinel://``)."""
     if not is_sentinel_url(url):
-        return redis_class.from_url(url, **options)
+        return (redis_class or Redis).from_url(url, **options)
     address = parse_sentinel_url(url)
     sentinel_options = {
         "socket_timeout": SENTINEL_TIMEOUT_SEC,
@@ -60,7 +60,7 @@ def connect(
     sentinel = Sentinel(address.sentinels, sentinel_kwargs=sentinel_options)
     return sentinel.master_for(
         address.service,
-        redis_class=redis_class,
+        redis_class=redis_class or SentinelClient,
         db=address.db,
         username=address.username,
         password=address.password,
@@ -112,35 +112,39 @@ class PrimaryConnection(SentinelManagedConnection):
         )
 
 
+class SentinelClient(Redis):
+    """The client class of Sentinel connections: closing it also closes its connections to the sentinels
+    (redis-py leaves them to the garbage collector)."""
+
+    def close(self) -> None:
+        super().close()
+        sentinels = getattr(self.connection_pool, "sentinel_manager", None)
+        if sentinels is not None:
+            sentinels.close()
+
+
 def rq_redis(settings: Settings) -> Redis:
     """A client for the RQ Redis (queues, job records, buffers)."""
-    return connect(
-        settings.redis_url,
-        failover_sec=settings.redis_failover_sec,
-        socket_timeout=SOCKET_TIMEOUT_SEC,
-        socket_connect_timeout=CONNECT_TIMEOUT_SEC,
-        health_check_interval=30,
-    )
+    return _client(settings, settings.redis_url, health_check_interval=30)
 
 
 def blocking_redis(settings: Settings, seconds: float) -> Redis:
     """A client for the RQ Redis whose reads may block for ``seconds`` (waiting on a job's result)."""
-    return connect(
-        settings.redis_url,
-        failover_sec=settings.redis_failover_sec,
-        socket_timeout=seconds + SOCKET_TIMEOUT_SEC,
-        socket_connect_timeout=CONNECT_TIMEOUT_SEC,
-    )
+    return _client(settings, settings.redis_url, socket_timeout=seconds + SOCKET_TIMEOUT_SEC)
 
 
 def stream_redis(settings: Settings) -> Redis:
     """A client for the event-bus Redis shared with other consumers."""
+    return _client(settings, settings.stream_url, health_check_interval=30)
+
+
+def _client(settings: Settings, url: str, *, socket_timeout: float = SOCKET_TIMEOUT_SEC, **options: Any) -> Redis:
     return connect(
-        settings.stream_url,
+        url,
         failover_sec=settings.redis_failover_sec,
-        socket_timeout=SOCKET_TIMEOUT_SEC,
+        socket_timeout=socket_timeout,
         socket_connect_timeout=CONNECT_TIMEOUT_SEC,
-        health_check_interval=30,
+        **options,
     )
 
 

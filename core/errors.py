@@ -16,10 +16,16 @@ class name. One Flask error handler and one job wrapper turn these into the cont
         └── CkanUnavailable          ckan-unavailable       (retryable)
 
 Slices add their own subclasses beside their code (``importapi.errors``...).
+
+What a client reads is a code and a message safe to show: an :class:`HdxError`'s own message, never the
+text of another exception (a driver's or library's error names internal hosts, connection strings and
+sometimes credentials). :func:`public_message` gives that message; :func:`redact_internals` cleans text
+that must quote an outside program (ogr2ogr's first error line) before it is shown.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from .retry import Retryable
@@ -100,3 +106,31 @@ class CkanUnavailable(CkanError, Retryable):
 
     error_type = "ckan-unavailable"
     user_message = "CKAN is unavailable"
+
+
+_CONNECTION_KEYS = "host|hostaddr|password|user|dbname|port|passfile|service|sslkey"
+_INTERNALS = (
+    (re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.I), "<url>"),
+    (re.compile(rf"\b({_CONNECTION_KEYS})\s*=\s*('(?:[^'\\]|\\.)*'|\S+)"), r"\1=***"),
+    (re.compile(r'\bserver at "[^"]*"(?: \([^)]*\))?(?:, port \d+)?'), "server at <host>"),
+    (re.compile(r'\bhost(?: name)? "[^"]*"(?: \([^)]*\))?'), "host <host>"),
+    (re.compile(r"\b(connecting to|connect to|reach) [\w.-]+(?::\d+)?"), r"\1 <host>"),
+    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"), "<address>"),
+    (re.compile(r"\bport \d+"), "port <port>"),
+)
+"""Connection strings, URLs, quoted host names and addresses, as libpq, redis-py and GDAL print them."""
+
+
+def redact_internals(text: str) -> str:
+    """``text`` with URLs, connection parameters, host names and IP addresses replaced by placeholders."""
+    for pattern, replacement in _INTERNALS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def public_message(error: BaseException, what: str = "Unexpected error") -> str:
+    """What a client may read about ``error``: an :class:`HdxError`'s message, else ``what`` and the
+    exception's class (its text stays in the service's log)."""
+    if isinstance(error, HdxError):
+        return error.message
+    return f"{what} ({type(error).__name__})"

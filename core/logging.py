@@ -1,6 +1,7 @@
 """Logging set-up shared by the API and the workers, configured once per process from ``logging.yml``.
 
-Every record carries ``job_id`` (``-`` outside a job), and configured secrets are masked in every message.
+Every record carries ``job_id`` (``-`` outside a job), and configured secrets are masked in every message
+and every traceback, in both formats.
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ class SecretFilter(logging.Filter):
         return True
 
 
+class TextFormatter(logging.Formatter):
+    """The text format, with tracebacks and stack dumps masked like messages (an exception's text and the
+    values in its frames' lines can hold a configured secret)."""
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return mask_secrets(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
+        return mask_secrets(super().formatStack(stack_info))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message, job_id and any ``extra`` fields."""
 
@@ -62,6 +74,8 @@ class JsonFormatter(logging.Formatter):
         entry.update({key: value for key, value in vars(record).items() if key not in _RECORD_FIELDS})
         if record.exc_info:
             entry["exception"] = mask_secrets(self.formatException(record.exc_info))
+        if record.stack_info:
+            entry["stack"] = mask_secrets(self.formatStack(record.stack_info))
         return json.dumps(entry, default=str)
 
 

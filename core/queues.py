@@ -33,6 +33,14 @@ class QueueName(StrEnum):
     TILES = "tiles_q"
 
 
+CONTRACT_QUEUES: tuple[QueueName, ...] = (
+    QueueName.GEO,
+    QueueName.ANALYTICS,
+    QueueName.FS_CHECK,
+    QueueName.EVENT,
+    QueueName.SCHEDULER,
+)
+"""The old service's queues (CONTRACTS.md §1): where its jobs may still wait at a cutover."""
 ALL_QUEUES: tuple[QueueName, ...] = tuple(QueueName)
 """Every queue, in the order a worker with no queue named (and no ``QUEUES`` setting) listens to them."""
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 
-from .connections import connect, rq_redis, stream_redis
+from .connections import SentinelClient, connect, rq_redis, stream_redis
 from .redisurl import is_sentinel_url
 from .settings import Settings
 
@@ -92,7 +92,7 @@ def current() -> Runtime:
         return _current
 
 
-class HdxRedis(Redis):
+class HdxRedis(SentinelClient):
     """The connection class rq's commands use (``--connection-class``): ``from_url`` understands
     ``redis+sentinel://`` too, with the process's failover budget."""
 

@@ -39,7 +39,7 @@ from rq.worker import WorkerStatus
 from . import orphans, procs, registry, runtime
 from .errors import HdxError
 from .jobs import HdxJob
-from .logging import JobLogHandler
+from .logging import JobLogHandler, mask_secrets
 from .metrics import record_job
 from .queues import QueueName
 
@@ -139,6 +139,8 @@ class HdxWorker(Worker):
 
     def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         will_retry = job.should_retry and self._stopped_job_id != job.id
+        if isinstance(kwargs.get("exc_string"), str):  # the traceback rq keeps on the job, masked as logs are
+            kwargs["exc_string"] = mask_secrets(kwargs["exc_string"])
         super().handle_job_failure(job, queue, *args, **kwargs)
         if job.id == self._interrupted_job_id:
             self._requeue_interrupted(job, queue)

@@ -7,7 +7,6 @@ caller's save tens of milliseconds for a large dataset.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from rq import Retry
 
+from core import finite
 from core.connections import queue
 from core.queues import QueueName
 
@@ -64,12 +64,13 @@ def parse_change_request(raw: bytes) -> ChangeRequest:
 
 def _loads(raw: bytes) -> Any:
     """Parse JSON with orjson (a 500 KB dataset pair in ~1 ms instead of ~3 ms), falling back to the
-    standard library for what orjson refuses but ``json`` accepts (NaN, integers beyond 64 bits, UTF-16),
-    so no body is refused that was accepted before."""
+    standard library for what orjson refuses but ``json`` accepts (integers beyond 64 bits, UTF-16), so no
+    valid body is refused; NaN and Infinity are refused by both (:mod:`core.finite`): the events would carry
+    them to consumers that cannot read them."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(raw)
+        return finite.loads(raw)
 
 
 def event_time_now() -> str:

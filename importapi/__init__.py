@@ -13,10 +13,11 @@ if TYPE_CHECKING:
 
 def register(registry: Registry) -> None:
     """Give the service this slice's endpoints, ``import`` command, job functions and worker start-up sweep."""
-    from . import api, cli, sweep, tasks
+    from . import api, cli, ogr, sweep, tasks
 
     registry.blueprint(api.bp, api.init_app)
     registry.command(cli.import_command)
     registry.job(tasks.import_resource, tasks.send_callback)
     registry.callback(tasks.import_gave_up)
     registry.on_worker_start(sweep.sweep_leftovers)
+    registry.on_worker_start(ogr.list_drivers_once)

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from core.auth import Caller
-from core.errors import AccessDenied, HdxError
+from core.errors import AccessDenied, HdxError, public_message
 from core.metrics import register_metric_source
 from core.runtime import Runtime
 
@@ -34,7 +34,8 @@ def _runtime() -> Runtime:
 
 
 def _safe_message(error: Exception) -> str:
-    return error.message if isinstance(error, HdxError) else (str(error) or type(error).__name__)[:300]
+    """The failure's message for CKAN: ours, or the kind of failure (a library's text names internal hosts)."""
+    return public_message(error, "The request could not be handled")
 
 
 @bp.get("/api/add-layer/dataset/<dataset_id>/resource/<resource_id>")

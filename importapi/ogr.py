@@ -1,30 +1,54 @@
 """GDAL's command-line tools as child processes: ``ogrinfo`` to inspect a source, ``ogr2ogr`` to load it.
 
-Both run from argv lists (no shell), in the job's temporary directory, with a minimal environment: the
-database password travels in ``PGPASSWORD`` of the child only, never on a command line. A child that
-outlives its deadline is killed, and so is one whose parent worker dies (``PR_SET_PDEATHSIG``).
+The files they open are written by attackers, so every call is fenced:
+
+* **drivers**: GDAL may open the file only with the drivers of its format (``importapi.formats``), plus
+  PostgreSQL as ogr2ogr's output. GDAL 3.6 has no ``-if``: every other installed driver is listed in
+  ``GDAL_SKIP`` (computed from ``ogrinfo --formats``), so a VRT, GML, CSV... cannot be opened at all;
+* **no network**: GDAL's HTTP client is pointed at a proxy on port 0 of the loopback address (every
+  request fails at once, nothing leaves), PROJ's network access is off;
+* **no extensions, no plugins**: the child's environment is built here, not inherited: no
+  ``OGR_SQLITE_LOAD_EXTENSIONS``, no ``GDAL_DRIVER_PATH``;
+* **sandbox** (:mod:`core.sandbox`, where the kernel has Landlock): the child reads only system paths and
+  the job's folder (not ``/proc``: not its own environment, which holds the database password for
+  ogr2ogr), writes only the job's folder, and connects only to the database's port (ogrinfo: nowhere);
+* **arguments**: argv lists, no shell; the source is an absolute path of ours; nothing read from the
+  file becomes a bare argument: ogrinfo describes every layer (``-al``), and ogr2ogr gets no layer name
+  for a one-layer source and otherwise selects the layer with ``-sql @file`` (the name quoted inside a
+  file of the job, after the option that takes it);
+* **limits**: a child that outlives its deadline is killed, and so is one whose worker dies
+  (``PR_SET_PDEATHSIG``); the database password travels in ``PGPASSWORD`` of ogr2ogr only.
 """
 
 from __future__ import annotations
 
-import ctypes
+import functools
 import logging
 import os
 import re
-import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from core.errors import redact_internals
+from core.sandbox import Sandbox, before_exec
 
 from .errors import ImportTimeout, NoLayerFound, PushingToPostgisProblem, UnsupportedFormat
 
 log = logging.getLogger(__name__)
 
 INSPECT_TIMEOUT_SEC = 120
-_PASSED_ENV_PREFIXES = ("GDAL_", "PROJ_", "CPL_", "OGR_")
-_PASSED_ENV = ("PATH", "LANG", "LC_ALL", "HOME")
+OUTPUT_DRIVER = "PostgreSQL"
+NETWORK_BACKSTOP = "http://127.0.0.1:0"
+"""Where GDAL's HTTP client is sent instead of any URL: a connection to port 0 fails before any packet."""
+_PASSED_ENV = ("PATH", "LANG", "LC_ALL", "GDAL_DATA", "PROJ_DATA", "PROJ_LIB", "GDAL_CACHEMAX")
+"""The worker's variables a GDAL child keeps; everything else of GDAL's configuration is set here."""
+_PROXY_VARIABLES = ("GDAL_HTTP_PROXY", "GDAL_HTTPS_PROXY", "http_proxy", "https_proxy", "HTTPS_PROXY", "ALL_PROXY")
+_DRIVER_LINE = re.compile(r"^\s+(?P<name>\S.*?) -[a-z ,]+- \(", re.M)
+_UNSAFE_LAYER_NAME = re.compile(r'["\\\x00-\x1f\x7f]')
 _FIELD_LINE = re.compile(r"^(?P<name>.+): (?P<type>[A-Za-z0-9]+(?:\([A-Za-z0-9]+\))?(?: List)?) \(\d+\.\d+\)$")
 _NUMERIC_OGR_TYPES = {"Real", "Integer64"}
 
@@ -52,6 +76,8 @@ class SourceInfo:
     driver: str
     layer: LayerInfo
     layer_count: int
+    drivers: tuple[str, ...] = ()
+    """The GDAL drivers allowed to open the source."""
 
 
 @dataclass(frozen=True)
@@ -64,55 +90,122 @@ class LoadOptions:
     table: str
     timeout_sec: float
     config: Mapping[str, str] = field(default_factory=dict)
+    connect_ports: tuple[int, ...] = ()
+    """The TCP ports ogr2ogr may connect to (the database's)."""
 
 
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A minimal environment for GDAL children: no secrets of the worker leak into them."""
-    env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV or k.startswith(_PASSED_ENV_PREFIXES)}
+@functools.cache
+def installed_drivers() -> tuple[str, ...]:
+    """Every vector driver of the installed GDAL, by the short names ``GDAL_SKIP`` takes."""
+    done = subprocess.run(
+        ["ogrinfo", "--formats"], env=_base_env(), capture_output=True, text=True, timeout=INSPECT_TIMEOUT_SEC
+    )
+    names = tuple(match.group("name") for match in _DRIVER_LINE.finditer(done.stdout))
+    if done.returncode != 0 or not names:
+        raise UnsupportedFormat("GDAL's drivers could not be listed")
+    return names
+
+
+def list_drivers_once(_runtime: object) -> None:
+    """Worker start-up hook: list GDAL's drivers in the worker, so its work horses inherit the list
+    instead of running ``ogrinfo --formats`` for every import."""
+    installed_drivers()
+
+
+def skipped_drivers(allowed: Sequence[str]) -> str:
+    """``GDAL_SKIP`` for a child that may use only ``allowed`` drivers."""
+    return ",".join(name for name in installed_drivers() if name not in allowed)
+
+
+def _base_env() -> dict[str, str]:
+    env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    return env
+
+
+def child_env(
+    extra: Mapping[str, str] | None = None, *, drivers: Sequence[str], work: Path | None = None
+) -> dict[str, str]:
+    """The whole environment of a GDAL child: allowed ``drivers`` only, no network, temporary files and
+    home in ``work``; ``extra`` adds the child's own variables (``PGPASSWORD`` for ogr2ogr)."""
+    env = _base_env()
+    env["GDAL_SKIP"] = skipped_drivers(drivers)
+    env.update(dict.fromkeys(_PROXY_VARIABLES, NETWORK_BACKSTOP))
+    env["PROJ_NETWORK"] = "OFF"
+    if work is not None:
+        env.update(HOME=str(work), TMPDIR=str(work), CPL_TMPDIR=str(work))
     env.update(extra or {})
     return env
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+@contextmanager
+def _confined(source: Path, work: Path, connect_ports: Sequence[int] = ()) -> Iterator[dict[str, object]]:
+    """``subprocess`` arguments that confine a GDAL child reading ``source`` (see the module docstring).
+
+    The source's own folder is readable too: it is the job's folder for a download, the user's folder for
+    ``./hdxrq.py import ./file``."""
+    read = [*_data_paths(), source.absolute().parent]
+    sandbox = Sandbox.prepare(read=read, write=[work], connect_ports=connect_ports)
+    if sandbox is None:
+        _warn_unconfined()
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+        yield {"preexec_fn": before_exec(sandbox), "pass_fds": sandbox.pass_fds if sandbox else ()}
+    finally:
+        if sandbox is not None:
+            sandbox.close()
 
 
-def inspect(path: Path, cwd: Path) -> SourceInfo:
-    """Describe ``path`` and choose its layer: the spatial layer with most features, first on ties."""
-    listing = _run_ogrinfo(["-ro", "-q", str(path)], cwd)
+def _data_paths() -> list[str]:
+    return [os.environ[name] for name in ("GDAL_DATA", "PROJ_DATA", "PROJ_LIB") if os.environ.get(name)]
+
+
+@functools.cache
+def _warn_unconfined() -> None:
+    log.warning("this kernel has no Landlock: GDAL children run without the file and port sandbox")
+
+
+def inspect(path: Path, cwd: Path, drivers: Sequence[str]) -> SourceInfo:
+    """Describe ``path`` (opened with ``drivers`` only) and choose its layer: the spatial layer with most
+    features, first on ties."""
+    source = str(path.absolute())
+    listing = run_ogrinfo(["-ro", "-q", source], path, cwd, drivers)
     names = [m.group(1) for m in re.finditer(r"^\d+: (.+?)(?: \([^()]*\))?$", listing, re.M)]
     if not names:
         raise NoLayerFound()
     count_flags = ["-nocount"] if len(names) == 1 else []
-    summary = _run_ogrinfo(["-ro", "-so", *count_flags, "-noextent", str(path), *names], cwd)
+    summary = run_ogrinfo(["-ro", "-so", "-al", *count_flags, "-noextent", source], path, cwd, drivers)
     driver = re.search(r"using driver `([^']+)'", summary)
     layers = [layer for layer in _parse_layers(summary) if layer.is_spatial]
     if not layers:
         raise NoLayerFound()
     chosen = max(layers, key=lambda layer: (layer.feature_count or 0, -layers.index(layer)))
-    return SourceInfo(path=path, driver=driver.group(1) if driver else "", layer=chosen, layer_count=len(names))
+    return SourceInfo(
+        path=path,
+        driver=driver.group(1) if driver else "",
+        layer=chosen,
+        layer_count=len(names),
+        drivers=tuple(drivers),
+    )
 
 
-def _run_ogrinfo(args: list[str], cwd: Path) -> str:
+def run_ogrinfo(args: list[str], source: Path, cwd: Path, drivers: Sequence[str]) -> str:
+    """``ogrinfo args`` on ``source`` with ``drivers`` only, confined to ``cwd``; its output."""
     try:
-        done = subprocess.run(
-            ["ogrinfo", *args],
-            cwd=cwd,
-            env=child_env(),
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=INSPECT_TIMEOUT_SEC,
-            preexec_fn=_die_with_parent,
-        )
+        with _confined(source, cwd) as confinement:
+            done = subprocess.run(
+                ["ogrinfo", *args],
+                cwd=cwd,
+                env=child_env(drivers=drivers, work=cwd),
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=INSPECT_TIMEOUT_SEC,
+                **confinement,  # type: ignore[arg-type]
+            )
     except subprocess.TimeoutExpired:
         raise ImportTimeout("Inspecting the file took too long") from None
     if done.returncode != 0:
-        log.info("ogrinfo could not open the source: %s", _first_error(done.stderr))
+        log.info("ogrinfo could not open the source: %s", _first_error_line(done.stderr))
         raise UnsupportedFormat()
     return done.stdout
 
@@ -141,10 +234,11 @@ def _parse_layer(block: str) -> LayerInfo:
     )
 
 
-def load_argv(source: SourceInfo, options: LoadOptions) -> list[str]:
+def load_argv(source: SourceInfo, options: LoadOptions, work: Path) -> list[str]:
     """The ogr2ogr command line (no secrets in it) that loads the chosen layer into the staging table."""
     srs_flag = "-t_srs" if source.layer.has_srs else "-a_srs"
-    argv = ["ogr2ogr", "-progress", "-f", "PostgreSQL", f"PG:{options.conninfo}", str(source.path), source.layer.name]
+    argv = ["ogr2ogr", "-progress", "-f", OUTPUT_DRIVER, f"PG:{options.conninfo}", str(source.path.absolute())]
+    argv += _layer_selection(source, work)
     argv += ["-nln", options.table, "-lco", f"SCHEMA={options.schema}", "-lco", "UNLOGGED=ON"]
     argv += ["-lco", "SPATIAL_INDEX=NONE", "-lco", "GEOMETRY_NAME=wkb_geometry", "-lco", "FID=ogc_fid"]
     column_types = _numeric_column_types(source.layer)
@@ -155,6 +249,19 @@ def load_argv(source: SourceInfo, options: LoadOptions) -> list[str]:
     for key, value in options.config.items():
         argv += ["--config", key, value]
     return argv
+
+
+def _layer_selection(source: SourceInfo, work: Path) -> list[str]:
+    """Arguments choosing the layer: none for a one-layer source, else ``-sql @file`` whose SELECT quotes
+    the name (a layer name never stands bare on the command line, where ``-sql ...`` would be an option)."""
+    if source.layer_count == 1:
+        return []
+    name = source.layer.name
+    if _UNSAFE_LAYER_NAME.search(name):
+        raise UnsupportedFormat("The layer to import has a name with quotes, backslashes or control characters")
+    query = work / "layer.sql"
+    query.write_text(f'SELECT * FROM "{name}"', encoding="utf-8")
+    return ["-sql", f"@{query.absolute()}"]
 
 
 def _numeric_column_types(layer: LayerInfo) -> str:
@@ -174,16 +281,19 @@ def load(
     source: SourceInfo, options: LoadOptions, cwd: Path, on_progress: Callable[[float], None] | None = None
 ) -> None:
     """Run ogr2ogr; kill it after ``options.timeout_sec``; raise a coded error on failure."""
-    env = child_env({"PGCLIENTENCODING": "UTF8", **({"PGPASSWORD": options.password} if options.password else {})})
-    process = subprocess.Popen(
-        load_argv(source, options),
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=_die_with_parent,
-    )
+    secrets = {"PGCLIENTENCODING": "UTF8", **({"PGPASSWORD": options.password} if options.password else {})}
+    env = child_env(secrets, drivers=(*source.drivers, OUTPUT_DRIVER), work=cwd)
+    argv = load_argv(source, options, cwd)
+    with _confined(source.path, cwd, options.connect_ports) as confinement:
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **confinement,  # type: ignore[arg-type]
+        )
     stderr_chunks: list[bytes] = []
     readers = [
         threading.Thread(target=_read_progress, args=(process, on_progress), daemon=True),
@@ -205,8 +315,9 @@ def load(
             if stream is not None:
                 stream.close()
     if returncode != 0:
-        detail = _first_error(b"".join(stderr_chunks).decode("utf-8", "replace"))
-        log.warning("ogr2ogr failed (exit %s): %s", returncode, detail)
+        line = _first_error_line(b"".join(stderr_chunks).decode("utf-8", "replace"))
+        log.warning("ogr2ogr failed (exit %s): %s", returncode, line)  # the log keeps the details
+        detail = redact_internals(line)
         raise PushingToPostgisProblem(f"Problem during ogr2ogr import to postgis: {detail}"[:500])
 
 
@@ -233,8 +344,8 @@ def _drain(stream: object, chunks: list[bytes]) -> None:
             total += len(chunk)
 
 
-def _first_error(stderr: str) -> str:
+def _first_error_line(stderr: str) -> str:
+    """GDAL's first error line (for CKAN's users it goes through :func:`redact_internals` first)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("ERROR", "FAILURE"))]
-    chosen = (errors or lines or ["no error output"])[0]
-    return re.sub(r"password=\S+", "password=***", chosen)[:300]
+    return (errors or lines or ["no error output"])[0][:300]

@@ -25,7 +25,7 @@ from core.postgis import connect
 from core.progress import report_progress
 from core.settings import Settings
 
-from . import archive, encoding, geojson, layers, ogr
+from . import archive, encoding, formats, geojson, layers, ogr
 from .download import download, redact_url
 from .errors import FolderCreationProblem, ImportSuperseded, PushingToPostgisProblem, UnsupportedFormat
 
@@ -99,7 +99,8 @@ def run_import(
             result = _fast_geojson(chosen, layer_id, work, settings, still_current, clock)
         if result is None:
             report_progress("inspecting", None)
-            info = clock.run("inspect", lambda: ogr.inspect(chosen, work))
+            drivers = formats.BY_KIND[kind].drivers
+            info = clock.run("inspect", lambda: ogr.inspect(chosen, work, drivers))
             if still_current is not None and not still_current():
                 raise ImportSuperseded(layer_id)
             result = _load_and_swap(info, config, layer_id, work, settings, still_current, clock)
@@ -154,31 +155,23 @@ def _fetch(source: str, work: Path, settings: Settings) -> Path:
 
 
 def _prepare(path: Path, work: Path, settings: Settings) -> tuple[Path, dict[str, str], str]:
-    """Unpack archives (two levels: a KMZ inside a zip), pick the file, fix its text encoding."""
-    limits = archive.ArchiveLimits.from_settings(settings)
+    """Unpack archives (two levels: a KMZ inside a zip) within one budget, pick the file, check that its
+    extension and first bytes agree, fix its text encoding."""
+    budget = archive.Budget.from_settings(settings)
+    fmt = formats.identify(path)
     for depth in range(3):
-        if archive.sniff_kind(path) != "zip":
+        if fmt.kind != "zip":
             break
         if depth == 2:
             raise UnsupportedFormat("Archives nested more than two levels are not supported")
         folder = work / f"unpacked{depth}"
-        path = archive.choose_source(archive.unpack_zip(path, folder, limits), folder)
-    kind = _source_kind(path)
-    if kind == "geojson":
-        return encoding.utf8_copy(path, work), {}, kind
-    if kind == "shp":
-        return path, encoding.shapefile_config(path), kind
-    return path, {}, kind
-
-
-def _source_kind(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix == ".shp":
-        return "shp"
-    sniffed = archive.sniff_kind(path)
-    if sniffed != "unknown":
-        return sniffed
-    raise UnsupportedFormat(f"{path.name or 'The file'} is not a GeoJSON, KML, KMZ, GeoPackage or zipped Shapefile")
+        path = archive.choose_source(archive.unpack_zip(path, folder, budget), folder)
+        fmt = formats.identify(path)
+    if fmt.kind == "geojson":
+        return encoding.utf8_copy(path, work), {}, fmt.kind
+    if fmt.kind == "shp":
+        return path, encoding.shapefile_config(path), fmt.kind
+    return path, {}, fmt.kind
 
 
 def _load_and_swap(
@@ -307,6 +300,7 @@ def _load_options(settings: Settings, staging: str, config: dict[str, str]) -> o
         table=staging,
         timeout_sec=settings.ogr_timeout_sec,
         config=config,
+        connect_ports=() if settings.gisdb_host.startswith("/") else (settings.gisdb_port,),
     )
 
 

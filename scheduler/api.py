@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, current_app, jsonify, request
 from redis.exceptions import RedisError
 
+from core import finite
 from core.auth import Caller
 from core.errors import ServiceUnavailable
 
@@ -32,7 +33,9 @@ def _runtime() -> Runtime:
 def add_job() -> Response:
     """Schedule a CKAN call: once after ``sch_*``, or recurring with ``cron`` / ``interval_minutes``."""
     try:
-        schedule = service.add_schedule(_runtime(), Caller.from_request(), request.get_json(silent=True))
+        schedule = service.add_schedule(_runtime(), Caller.from_request(), finite.request_json(request))
+    except finite.NonFiniteNumber as error:  # a client error worth its status: nothing was stored
+        return _refused(error.message), error.http_status
     except InvalidSchedule as error:
         return _refused(error.message)
     except RedisError:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from core.auth import OPERATOR
+from core.finite import NonFiniteNumber
 from core.runtime import Runtime
 
 from . import service
@@ -73,7 +74,7 @@ def add_command(
     }
     try:
         created = service.add_schedule(runtime, OPERATOR, body)
-    except InvalidSchedule as error:
+    except (InvalidSchedule, NonFiniteNumber) as error:
         raise click.ClickException(f"Could not schedule job: {error.message}") from None
     click.echo(f"{created.id}  next: {created.to_json()['next_run']}  {created.description}")
 

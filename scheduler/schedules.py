@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from croniter import croniter
 
+from core import finite
+
 from .errors import InvalidSchedule
 
 if TYPE_CHECKING:
@@ -92,6 +94,7 @@ def parse_add_job(body: Any, settings: Settings, now: datetime) -> ScheduleSpec:
     """Validate an add_job body (CONTRACTS.md §2.8 plus ``cron``/``interval_minutes``) into a spec."""
     if not isinstance(body, dict):
         raise InvalidSchedule("the body must be a JSON object")
+    finite.ensure_finite(body, "the request")  # NaN or Infinity would fail every run, silently
     action = parse_action(body.get("action"), settings.scheduler_allowed_actions)
     method = parse_method(body.get("method"))
     params = parse_params(body.get("api_params"), method, settings.secret_values())

@@ -36,8 +36,9 @@ from core import runtime as runtime_module
 from core.connections import SERIALIZER, queue
 from core.jobs import HdxJob
 from core.procs import descendants
+from core.queues import ALL_QUEUES
 from core.runtime import Runtime
-from core.settings import ALL_QUEUES, Settings, variable_names
+from core.settings import Settings, variable_names
 from tests.fakes import FakeCkan
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from redis import Redis
 
@@ -83,7 +84,7 @@ class SentinelCluster:
         ]
         for node in self.data:
             node.start()
-        wait_for(lambda: self._client(replica_port).info("replication").get("master_link_status") == "up", 30,
+        wait_for(lambda: self._ask(replica_port, lambda r: r.info("replication")).get("master_link_status") == "up", 30,
                  "the replica to sync")  # fmt: skip
         self.sentinels = [self._sentinel(number, primary_port) for number in range(3)]
         for node in self.sentinels:
@@ -105,7 +106,7 @@ class SentinelCluster:
         """The port of the primary the sentinels name now."""
         for node in self.sentinels:
             with contextlib.suppress(Exception):
-                return int(self._client(node.port).sentinel_get_master_addr_by_name(SERVICE)[1])
+                return int(self._ask(node.port, lambda r: r.sentinel_get_master_addr_by_name(SERVICE))[1])
         raise AssertionError("no sentinel answers")
 
     def node_on(self, port: int) -> Node:
@@ -131,7 +132,7 @@ class SentinelCluster:
             if port == old_port:
                 return False
             with contextlib.suppress(Exception):
-                return self.client(port=port).info("replication")["role"] == "master"
+                return self._ask(port, lambda r: r.info("replication"))["role"] == "master"
             return False
 
         wait_for(promoted, timeout, "the sentinels to promote the replica")
@@ -171,14 +172,16 @@ class SentinelCluster:
         config.write_text("\n".join(lines) + "\n")
         return Node(f"sentinel-{number}", directory, ["redis-sentinel", str(config)], port)
 
-    def _client(self, port: int) -> Redis:
+    def _ask(self, port: int, command: Callable[[Redis], Any]) -> Any:
+        """``command(client)`` on the node on ``port``, over a connection of its own closed at once."""
         password = None if any(node.port == port for node in self.sentinels) else self.password
-        return Redis(host="127.0.0.1", port=port, password=password, socket_timeout=2, socket_connect_timeout=2)
+        with Redis(host="127.0.0.1", port=port, password=password, socket_timeout=2, socket_connect_timeout=2) as r:
+            return command(r)
 
     def _sentinels_agree(self) -> bool:
         try:
             for node in self.sentinels:
-                state = self._client(node.port).sentinel_master(SERVICE)
+                state = self._ask(node.port, lambda r: r.sentinel_master(SERVICE))
                 if state["num-other-sentinels"] < len(self.sentinels) - 1 or state["num-slaves"] < 1:
                     return False
         except Exception:

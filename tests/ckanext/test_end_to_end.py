@@ -25,7 +25,7 @@ import pytest
 from redis import Redis
 
 from tests.ckanext.ckansite import CkanSite, FakeSolr, ckan_database, write_ini
-from tests.conftest import HDXRQ_PY, REDIS_HOST, REDIS_PORT, ROOT, free_port
+from tests.conftest import HDXRQ_PY, REDIS_HOST, REDIS_PORT, ROOT, TEST_ADMIN_TOKEN, free_port
 from tests.fakes import FakeService, Reply
 from tests.tiles.browser import Chromium
 from tests.tiles.samples import polygon_features
@@ -35,6 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 SCREENSHOT_COPY_VARIABLE = "HDXRQ_TEST_CKAN_VIEW_SCREENSHOT"
 """If set, the test also writes its screenshot of the resource page there (how docs/ckanext-view.png is made)."""
+SCREENSHOT_SIZE = {"width": 1200, "height": 960, "deviceScaleFactor": 1, "mobile": False}
 IMPORT_TIMEOUT_SEC = 120
 
 VIEW_READY_JS = """
@@ -126,6 +127,7 @@ def site(
                 "ckan.plugins": "hdxrq hdxrq_view",
                 "ckan.views.default_views": "hdxrq_view",
                 "ckanext.hdxrq.url": f"http://127.0.0.1:{hdxrq_port}",
+                "ckanext.hdxrq.token": TEST_ADMIN_TOKEN,
             },
         )
         ckan = CkanSite(ini, ckan_port)
@@ -136,6 +138,8 @@ def site(
             "HDX_GIS_API_KEY": token,
             "HDX_FSCHECK_API_KEY": token,
             "HDXRQ_API_WORKERS": "1",
+            # CKAN calls from 127.0.0.1, outside these networks: only its token lets it in
+            "HDXRQ_ALLOWED_NETWORKS": "192.0.2.0/24",
         }
         hdxrq = Hdxrq(hdxrq_env, hdxrq_port, tmp_path / "hdxrq.log")
         try:
@@ -214,6 +218,7 @@ def test_ckan_with_hdxrq_end_to_end(
         ]
         assert f"{hdxrq.url}/preview/maplibre/maplibre-gl.js" in state["scripts"]
         screenshot = tmp_path / "ckan-view.png"
+        browser.send("Emulation.setDeviceMetricsOverride", SCREENSHOT_SIZE)  # the whole map below the header
         browser.screenshot(screenshot)
         assert screenshot.stat().st_size > 5000
         if os.environ.get(SCREENSHOT_COPY_VARIABLE):
@@ -249,3 +254,4 @@ def test_ckan_with_hdxrq_end_to_end(
     assert ckan.action("hdxrq_status_show")["failures"] == {"create-change-events": 1}
     assert "hdxrq: create-change-events for dataset" in ckan.log_tail(20000)
     assert ckan.token and ckan.token not in ckan.log_path.read_text()
+    assert TEST_ADMIN_TOKEN not in ckan.log_path.read_text()

@@ -126,6 +126,7 @@ def test_jobs_planted_in_redis_run_nothing(runtime: Runtime, worker_process: Run
         # Registered functions carrying callbacks that are not registered ones: neither of them runs.
         _plant(runtime, "geo_q", "tests.jobs.record", "ran", "success", on_success=Callback("os.system")),
         _plant(runtime, "event_q", "tests.jobs.fail", "boom", on_failure=Callback("os.system")),
+        _plant(runtime, "event_q", "tests.jobs.fail", "boom", on_failure=Callback("importapi.tasks.import_resource")),
         _plant(runtime, "geo_q", "tests.jobs.record", "ran", "stopped", on_stopped=Callback("os.system")),
         _plant(runtime, "event_q", "tests.jobs.fail", "boom", on_failure=Callback("tests.jobs.record")),
         _plant_method_call(runtime, "event_q", marker),

@@ -34,3 +34,20 @@ def test_configured_secrets_never_reach_the_log(capsys: pytest.CaptureFixture[st
     assert entry["message"] == "calling CKAN with ********"
     assert entry["logger"] == "importapi.test" and entry["job_id"] == "-"
     assert isinstance(JsonFormatter(), logging.Formatter)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_tracebacks_are_masked_like_messages(capsys: pytest.CaptureFixture[str], log_format: str) -> None:
+    secret = "gisdb-password-7a6b5c"
+    configure_logging(Settings.from_env({"HDX_GISDB_PASS": secret, "HDXRQ_LOG_FORMAT": log_format}))
+    try:
+        try:
+            raise ConnectionError(f"could not connect with password={secret}")
+        except ConnectionError:
+            logging.getLogger("importapi.test").exception("import failed")
+        logging.getLogger("importapi.test").warning("where", stack_info=True, extra={"note": "stack"})
+        output = capsys.readouterr().err
+    finally:
+        logging.getLogger().handlers.clear()
+    assert "Traceback" in output and "ConnectionError" in output and "password=********" in output
+    assert secret not in output

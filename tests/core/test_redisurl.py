@@ -66,12 +66,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelCluste
 
 def test_clients_reach_the_primary_through_the_sentinels(cluster: SentinelCluster) -> None:
     settings = Settings.from_env({"HDXRQ_REDIS_URL": cluster.url(3), "HDXRQ_STREAM_REDIS_URL": cluster.url(4)})
-    queues, stream = rq_redis(settings), stream_redis(settings)
-    queues.set("where", "queues")
-    stream.set("where", "stream")
-    assert cluster.client(3).get("where") == b"queues" and cluster.client(4).get("where") == b"stream"
-    assert isinstance(queues.connection_pool, SentinelConnectionPool)
-    assert queues.connection_pool.service_name == SERVICE
+    with rq_redis(settings) as queues, stream_redis(settings) as stream:
+        queues.set("where", "queues")
+        stream.set("where", "stream")
+        assert isinstance(queues.connection_pool, SentinelConnectionPool)
+        assert queues.connection_pool.service_name == SERVICE
+    with cluster.client(3) as first, cluster.client(4) as second:
+        assert first.get("where") == b"queues" and second.get("where") == b"stream"
 
 
 def test_rq_commands_get_a_sentinel_connection(cluster: SentinelCluster) -> None:
@@ -83,8 +84,9 @@ def test_rq_commands_get_a_sentinel_connection(cluster: SentinelCluster) -> None
         client = HdxRedis.from_url(defaults["worker"]["url"])
     finally:
         runtime_module._current = None
-    client.set("rq", "here")
-    assert cluster.client(5).get("rq") == b"here"
-    connection = client.connection_pool.get_connection()
-    assert isinstance(connection, PrimaryConnection) and connection.failover_sec == 7
-    client.connection_pool.release(connection)
+    with client, cluster.client(5) as primary:
+        client.set("rq", "here")
+        assert primary.get("rq") == b"here"
+        connection = client.connection_pool.get_connection()
+        assert isinstance(connection, PrimaryConnection) and connection.failover_sec == 7
+        client.connection_pool.release(connection)

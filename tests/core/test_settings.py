@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import ALL_QUEUES, MASK, Settings, SettingsError
+from core.queues import ALL_QUEUES
+from core.settings import MASK, Settings, SettingsError
 
 
 def test_defaults_follow_the_contract() -> None:

@@ -12,8 +12,8 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from core.connections import SERIALIZER, queue
+from core.queues import ALL_QUEUES
 from core.runtime import Runtime
-from core.settings import ALL_QUEUES
 from tests.conftest import HDXRQ_PY, ROOT
 
 RunCommand = Callable[..., subprocess.CompletedProcess[str]]

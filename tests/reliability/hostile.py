@@ -5,10 +5,16 @@ Nothing is shipped: every file is built here, small on disk, and some unpack or 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import os
 import stat
+import struct
+import subprocess
 import zipfile
+import zlib
+from pathlib import Path
 from typing import Any
 
 PASSWD_MARKER = "root:x:0:0"
@@ -183,3 +189,180 @@ def corrupt_geopackage() -> bytes:
 
 def utf16_geojson() -> bytes:
     return b"\xff\xfe" + VALID.decode().encode("utf-16-le")
+
+
+# --- archives that lie about themselves ---
+
+_LOCAL = struct.Struct("<4s2B4HL2L2H")
+_CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
+_EOCD = struct.Struct("<4s4H2LH")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+
+
+def _local_header(name: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(data)
+    return _LOCAL.pack(b"PK\x03\x04", 20, 0, 0, 0, 0, 0, crc, len(data), len(data), len(name), 0) + name + data
+
+
+def _central_record(name: bytes, data: bytes, offset: int) -> bytes:
+    crc = zlib.crc32(data)
+    fields = (b"PK\x01\x02", 20, 3, 20, 0, 0, 0, 0, 0, crc, len(data), len(data), len(name), 0, 0, 0, 0, 0, offset)
+    return _CENTRAL.pack(*fields) + name
+
+
+def _end_records(count: int, declared: int, cd_size: int, cd_offset: int) -> bytes:
+    """End-of-central-directory records (zip64 ones first when the numbers need them), declaring
+    ``declared`` entries."""
+    if declared <= 0xFFFF and count <= 0xFFFF:
+        return _EOCD.pack(b"PK\x05\x06", 0, 0, declared, declared, cd_size, cd_offset, 0)
+    zip64_at = cd_offset + cd_size
+    zip64 = _ZIP64_EOCD.pack(b"PK\x06\x06", _ZIP64_EOCD.size - 12, 45, 45, 0, 0, declared, declared, cd_size, cd_offset)
+    locator = _ZIP64_LOCATOR.pack(b"PK\x06\x07", 0, zip64_at, 1)
+    eocd = _EOCD.pack(b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return zip64 + locator + eocd
+
+
+def many_entries_zip(path: Path, count: int, *, declared: int | None = None) -> Path:
+    """A zip whose central directory lists ``count`` entries (one-byte names, all pointing at one tiny
+    member), written to ``path`` without holding it in memory; its end record declares ``declared``
+    entries (``count`` when not given: an honest count; fewer: a liar)."""
+    member = _local_header(b"a", b"x")
+    record = _central_record(b"a", b"x", 0)
+    with path.open("wb") as out:
+        out.write(member)
+        block = record * 10_000
+        written = 0
+        while written + 10_000 <= count:
+            out.write(block)
+            written += 10_000
+        out.write(record * (count - written))
+        out.write(_end_records(count, count if declared is None else declared, len(record) * count, len(member)))
+    return path
+
+
+def million_entries_zip(path: Path) -> Path:
+    """A zip with a million entries (about 47 MB, built in a fraction of a second)."""
+    return many_entries_zip(path, 1_000_000)
+
+
+def overlapping_zip(copies: int = 2) -> bytes:
+    """``copies`` entries whose data are the same bytes: the central directory points each at one member
+    (the trick of overlapping zip bombs, where one compressed stream is counted many times; Python's
+    zipfile reads every copy)."""
+    member = _local_header(b"layer.geojson", VALID)
+    records = _central_record(b"layer.geojson", VALID, 0) * copies
+    return member + records + _end_records(copies, copies, len(records), len(member))
+
+
+def nested_over_budget(megabytes: float) -> bytes:
+    """A zip holding a KMZ holding a KML, each level ``megabytes`` MB (incompressible, stored): either
+    level alone fits an unpack budget of ``1.5 * megabytes``, the two together do not."""
+    size = int(megabytes * 1024 * 1024)
+    filler = os.urandom(size // 2).hex().encode()[:size]
+    kml = b'<?xml version="1.0"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document><!-- '
+    kml += filler + b" --><Placemark><Point><coordinates>10,10</coordinates></Point></Placemark></Document></kml>"
+    kmz = zipped({"doc.kml": kml}, compression=zipfile.ZIP_STORED)
+    return zipped({"layer.kmz": kmz}, compression=zipfile.ZIP_STORED)
+
+
+def zip_with_prefix() -> bytes:
+    """A valid zip with bytes before its first entry (as self-extracting archives have)."""
+    return b"#!/bin/sh\necho hello\n" + zipped({"layer.geojson": VALID})
+
+
+# --- files that name other files and URLs ---
+
+
+@dataclasses.dataclass(frozen=True)
+class Bait:
+    """What hostile files point at: a loopback server that must hear nothing and a file outside the job
+    folder, holding ``secret``, that must never reach a layer."""
+
+    server_url: str
+    outside: Path
+    secret: str
+
+    @classmethod
+    def lay(cls, folder: Path, server_url: str, secret: str) -> Bait:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "rows.csv").write_text(f'wkt,leak\n"POINT (10 10)",{secret}\n')
+        (folder / "rows.gml").write_text(_gml(f'<ogr:leak gml:id="x">{secret}</ogr:leak>'))
+        return cls(server_url=server_url, outside=folder, secret=secret)
+
+
+def vrt(bait: Bait) -> bytes:
+    """A GDAL VRT whose layers come from the outside file, the bait server (/vsicurl/) and /proc."""
+    layers = [("rows", str(bait.outside / "rows.csv")), ("remote", f"/vsicurl/{bait.server_url}/rows.csv")]
+    layers.append(("environ", "CSV:/proc/self/environ"))
+    body = "".join(
+        f'<OGRVRTLayer name="{name}"><SrcDataSource>{source}</SrcDataSource><SrcLayer>{Path(source).stem}</SrcLayer>'
+        '<GeometryField encoding="WKT" field="wkt"/></OGRVRTLayer>'
+        for name, source in layers
+    )
+    return f"<OGRVRTDataSource>{body}</OGRVRTDataSource>".encode()
+
+
+def vrt_in_zip_as_shapefile(bait: Bait) -> bytes:
+    return zipped({"layer.shp": vrt(bait), "layer.dbf": b"\x03" + b"\0" * 31, "layer.shx": b"\0" * 100})
+
+
+def _gml(members: str, schema: str = "") -> str:
+    return (
+        '<?xml version="1.0"?><ogr:FeatureCollection xmlns:ogr="http://ogr.maptools.org/" '
+        'xmlns:gml="http://www.opengis.net/gml" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        f'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"{schema}>'
+        '<gml:featureMember><ogr:layer gml:id="a"><ogr:geometryProperty><gml:Point><gml:coordinates>10,10'
+        f"</gml:coordinates></gml:Point></ogr:geometryProperty>{members}</ogr:layer></gml:featureMember>"
+        "</ogr:FeatureCollection>"
+    )
+
+
+def gml_xlink_to_file(bait: Bait) -> bytes:
+    """GML whose feature's property is an xlink to a file outside (resolved by GDAL on request)."""
+    return _gml(f'<ogr:leak xlink:href="file://{bait.outside}/rows.gml#x"/>').encode()
+
+
+def gml_xlink_to_url(bait: Bait) -> bytes:
+    """GML with an xlink and a schema location on the bait server."""
+    schema = f' xsi:schemaLocation="http://ogr.maptools.org/ {bait.server_url}/schema.xsd"'
+    return _gml(f'<ogr:leak xlink:href="{bait.server_url}/rows.gml#x"/>', schema).encode()
+
+
+def geojson_crs_link(bait: Bait) -> bytes:
+    """GeoJSON whose CRS is a link: GDAL fetches linked CRS definitions over HTTP."""
+    body = json.loads(VALID)
+    body["crs"] = {"type": "link", "properties": {"href": f"{bait.server_url}/crs.wkt", "type": "ogcwkt"}}
+    return json.dumps(body).encode()
+
+
+LAYER_NAMED_LIKE_AN_OPTION = "-sql SELECT * FROM pg_authid"
+
+
+def layer_named_like_an_option(folder: Path) -> bytes:
+    """A GeoPackage of two layers; the larger, the one imported, is named like an ogr2ogr option."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "options.gpkg"
+    target.unlink(missing_ok=True)
+    for name, count in ((LAYER_NAMED_LIKE_AN_OPTION, 3), ("small", 1)):
+        source = folder / f"{count}.geojson"
+        source.write_bytes(collection(*(feature(square(10 + i, 10), n=i) for i in range(count))))
+        update = ["-update"] if target.exists() else []
+        subprocess.run(
+            [
+                "ogr2ogr",
+                *update,
+                "--config",
+                "GPKG_NAME_CHECK",
+                "NO",
+                "-f",
+                "GPKG",
+                "-nln",
+                name,
+                str(target),
+                str(source),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return target.read_bytes()

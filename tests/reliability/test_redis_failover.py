@@ -22,11 +22,13 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from core.connections import queue
 from tests.fakes import FakeCkan, FakeGa4, FakeMixpanel, FakeService, Reply
 from tests.sentinel import DOWN_AFTER_MS, SentinelCluster
 
@@ -192,6 +194,10 @@ def test_sentinel_failover_loses_nothing_accepted(
     wait_until(lambda: len(traffic.accepted("import", after=promoted_at)) >= 2, 60, "imports after the failover")
     traffic.stop.set()
     traffic.join(timeout=60)
+    # rq's scheduler (a process of each worker, with a connection of its own) carries on too.
+    with cluster.client(RQ_DB) as primary:
+        queue("default_scheduler_q", primary).enqueue_in(timedelta(seconds=1), "tests.jobs.record", "after", "due")
+        wait_until(lambda: primary.lrange("after", 0, -1) == [b"due"], 30, "a job scheduled after the failover")
 
     # Every change-event request answered with success: its events on the stream, nothing written twice
     # beyond requests whose answer was lost (at most once each).

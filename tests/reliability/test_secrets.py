@@ -16,17 +16,16 @@ import secrets
 import subprocess
 import uuid
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from redis import Redis
 
 from core.runtime import Runtime
 from tests.analyticsapi.conftest import EXAMPLES as ANALYTICS_EXAMPLES
 from tests.fakes import FakeCkan, FakeGa4, FakeMixpanel, FakeService, Reply, json_reply
+from tests.redisdump import everything_in
 
 from .conftest import PostgresServer, Proc, RedisServer, serve_api, wait_until
 from .events import change_request
@@ -215,36 +214,9 @@ def _everything_in_redis(server: RedisServer) -> str:
     parts = []
     for db in range(16):
         client = server.client(db)
-        for key in client.scan_iter(count=1000):
-            parts.append(repr(key))
-            parts += [_readable(value) for value in _values(client, key)]
+        parts.append(everything_in(client))
         client.close()
     return "\n".join(parts)
-
-
-def _values(client: Redis, key: bytes) -> list[bytes]:
-    kind = client.type(key).decode()
-    if kind == "string":
-        return [client.get(key) or b""]
-    if kind == "hash":
-        return [item for pair in client.hgetall(key).items() for item in pair]
-    if kind == "list":
-        return client.lrange(key, 0, -1)
-    if kind == "set":
-        return list(client.smembers(key))
-    if kind == "zset":
-        return [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
-    if kind == "stream":
-        return [item for _, fields in client.xrange(key) for pair in fields.items() for item in pair]
-    return []
-
-
-def _readable(value: bytes) -> str:
-    try:
-        value = zlib.decompress(value)
-    except zlib.error:
-        pass
-    return value.decode(errors="replace")
 
 
 def _secrets_in(text: str) -> list[str]:

@@ -10,6 +10,8 @@ the dead worker once its heartbeat expires (about 90 s in real time): the test m
 from __future__ import annotations
 
 import json
+import os
+import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +20,8 @@ import pytest
 from flask.testing import FlaskClient
 from rq.job import Job
 
-from core.connections import SERIALIZER
+from core import procs
+from core.connections import SERIALIZER, queue
 from core.runtime import Runtime
 from tests.fakes import FakeCkan, FakeService, Reply
 
@@ -96,3 +99,76 @@ def test_sigkill_mid_import_runs_again_elsewhere_with_one_callback(
 
 def _finished(runtime: Runtime, job_id: str) -> bool:
     return Job.fetch(job_id, connection=runtime.redis, serializer=SERIALIZER).get_status() == "finished"
+
+
+@pytest.mark.parametrize("how", ["worker killed", "work horse killed"])
+def test_an_import_killed_on_its_last_try_tells_ckan(
+    how: str, client: FlaskClient, fake_ckan: FakeCkan, runtime: Runtime, spawn: Callable[..., Proc]
+) -> None:
+    """The last of its tries dies with its worker (found by rq's maintenance once the heartbeat expired), or
+    its work horse alone is killed (out of memory): either way CKAN gets the failure, and only that."""
+    resource_id = str(uuid.uuid4())
+    job_id = f"geopreview-{resource_id}"
+    half = [hostile.VALID[:50], hostile.VALID[50:]]
+    with FakeService("file-host") as host:
+        host.route("GET", "/files/layer.geojson", Reply(body=iter(half), stall_after_chunks=1))
+        answer = client.get(
+            f"/api/add-layer/dataset/d/resource/{resource_id}",
+            query_string={"resource_download_url": f"{host.url}/files/layer.geojson", "url_type": "upload"},
+        )
+        assert answer.get_json()["state"] == "processing"
+        job = Job.fetch(job_id, connection=runtime.redis, serializer=SERIALIZER)
+        job.retries_left = 0  # as after two interrupted tries
+        job.save()
+
+        worker = spawn("worker", "geo_q", "--name", f"last-{resource_id[:8]}")
+        host.wait_for_calls("/files/layer.geojson", 1, timeout=60)
+        wait_until(lambda: job_stage(runtime, job_id) == "downloading", 30, "the download to start")
+        if how == "worker killed":
+            worker.kill()
+            advance_rq_clock(runtime.redis, 300, ["geo_q"])  # rq's maintenance finds the job abandoned
+            spawn("worker", "geo_q", "--name", f"next-{resource_id[:8]}")  # delivers the callback
+        else:
+            for pid in procs.children(worker.pid):
+                os.kill(pid, signal.SIGKILL)
+        calls = fake_ckan.wait_for_action(ACTION, 1, timeout=120)
+        wait_until(lambda: _status(runtime, job_id) == "failed", 30, "the import job to be failed")
+
+    shape_info = json.loads(calls[0].json()["shape_info"])
+    assert (shape_info["state"], shape_info["error_type"], shape_info["type"]) == ("failure", "unknown", "unknown")
+    assert shape_info["message"].startswith("The import was interrupted on each of its 3 attempts")
+    assert len(fake_ckan.action_calls(ACTION)) == 1
+    if how == "work horse killed":
+        assert worker.alive(), worker.output()
+
+
+def _status(runtime: Runtime, job_id: str) -> str:
+    return Job.fetch(job_id, connection=runtime.redis, serializer=SERIALIZER).get_status()
+
+
+def test_a_file_structure_check_killed_on_its_last_try_tells_ckan(
+    client: FlaskClient, fake_ckan: FakeCkan, runtime: Runtime, spawn: Callable[..., Proc]
+) -> None:
+    with FakeService("hxl-proxy") as proxy:
+        proxy.route("GET", "/api/source-info", Reply(stall=True))
+        answer = client.post(
+            "/api/file-structure-check/dataset/d1/resource/r1",
+            json={"hxl_proxy_source_info_url": f"{proxy.url}/api/source-info", "fs_check_info": "[]"},
+        )
+        assert answer.get_json() == {"success": True}
+        (job_id,) = queue("fs_check_q", runtime.redis).job_ids
+        job = Job.fetch(job_id, connection=runtime.redis, serializer=SERIALIZER)
+        assert job.retries_left == 2  # checks retry like imports...
+        job.retries_left = 0  # ...and this is the last of its tries
+        job.save()
+
+        worker = spawn("worker", "fs_check_q")
+        proxy.wait_for_calls("/api/source-info", 1, timeout=60)
+        for pid in procs.children(worker.pid):
+            os.kill(pid, signal.SIGKILL)
+        (call,) = fake_ckan.wait_for_action("hdx_fs_check_resource_revise", 1, timeout=60)
+
+    value = call.json()["value"]
+    assert (value["state"], value["error_type"]) == ("error", "fs-check-interrupted")
+    assert value["message"] == "File structure check failed: the check was interrupted on each of its 3 attempts"
+    assert worker.alive(), worker.output()

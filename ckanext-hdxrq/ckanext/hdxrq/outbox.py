@@ -35,12 +35,17 @@ class DatasetWrite:
     """One dataset touched by the open transaction."""
 
     dataset_id: str
-    transaction: SessionTransaction | None
+    seen_in: SessionTransaction | None
     """The innermost transaction (or savepoint) open when the dataset was first seen."""
     old: dict[str, Any] | None = None
     """The dataset before the transaction's first write: ``{}`` when it is new, None when nobody read it."""
-    written: bool = False
     username: str | None = None
+    written_in: list[SessionTransaction | None] = field(default_factory=list)
+    """Where each write happened: a rolled-back savepoint takes its writes with it."""
+
+    @property
+    def written(self) -> bool:
+        return bool(self.written_in)
 
 
 @dataclass
@@ -83,7 +88,7 @@ class TransactionOutbox(Generic[N]):
         if write is None:
             write = DatasetWrite(dataset_id, _innermost(session), old={} if created else None)
             pending.writes[dataset_id] = write
-        write.written = True
+        write.written_in.append(_innermost(session))
         write.username = write.username or username
 
     # --- transaction events ---
@@ -123,8 +128,10 @@ class TransactionOutbox(Generic[N]):
             session.info.pop(SESSION_KEY, None)
             return
         for dataset_id, write in list(pending.writes.items()):
-            if _inside(write.transaction, previous_transaction):
+            if _inside(write.seen_in, previous_transaction):
                 del pending.writes[dataset_id]
+            else:
+                write.written_in = [t for t in write.written_in if not _inside(t, previous_transaction)]
 
     def _after_transaction_end(self, session: Session, transaction: SessionTransaction) -> None:
         if transaction.parent is None:

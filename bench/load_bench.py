@@ -201,31 +201,43 @@ def start_services(
 
 
 def cpu_by_process(processes: list[subprocess.Popen[bytes]]) -> dict[str, float]:
-    """CPU seconds each service process used so far, with the children it reaped (work horses, ogr2ogr),
-    by name: ``api``, or ``worker <lanes>``, numbered when several share a name."""
+    """CPU seconds each service process used so far, with everything below it (work horses, ogr2ogr, rq's
+    scheduler, uWSGI's workers; live or reaped), by name: ``api``, or ``worker <lanes>``, numbered when
+    several share a name. ``run``'s children are named, not ``run`` itself."""
     found: dict[str, float] = {}
-    ticks = os.sysconf("SC_CLK_TCK")
     for started in processes:
-        for pid in [started.pid, *procs.children(started.pid)]:
-            try:
-                argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
+        argv = _argv(started.pid)
+        for pid in procs.children(started.pid) if "run" in argv else [started.pid]:
+            argv = _argv(pid)
             if "worker" in argv:
                 lanes = [argv[i + 1] for i, word in enumerate(argv[:-1]) if word == "--lane"]
                 name = "worker " + ("+".join(lanes) or "every queue")
-            elif "serve" in argv or "uwsgi" in Path(argv[0]).name:
+            elif "serve" in argv or "uwsgi" in " ".join(argv).lower():
                 name = "api"
             else:
                 continue
-            seconds = sum(int(value) for value in fields[11:15]) / ticks  # utime, stime, cutime, cstime
             key, number = name, 1
             while key in found:
                 number += 1
                 key = f"{name} #{number}"
-            found[key] = seconds
+            found[key] = sum(_cpu_seconds(one) for one in [pid, *procs.descendants(pid)])
     return found
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime + cutime + cstime of ``pid`` (its own CPU and that of the children it reaped)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def stop_services(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -266,9 +278,7 @@ def change_event_delays(stream: Redis, answered: list[float], since: float) -> d
     return {
         "change_requests_answered": len(answers),
         "change_requests_on_stream": len(requests),
-        "change_event_delay_p50_s": _rounded(openloop.percentile(delays, 50)),
-        "change_event_delay_p99_s": _rounded(openloop.percentile(delays, 99)),
-        "change_event_delay_max_s": _rounded(max(delays, default=float("nan"))),
+        **_spread("change_event_delay", delays),
         "change_events_later_than_10s": sum(1 for delay in delays if delay > 10),
     }
 
@@ -283,13 +293,15 @@ def callback_delays(redis: Redis, ckan: FakeCkan, resource_ids: list[str]) -> di
         ended = redis.hget(f"rq:job:geopreview-{resource_id}", "ended_at")
         if ended and resource_id in received:
             delays.append(received[resource_id] - _epoch(ended.decode()))
-    return {
-        "imports_requested": len(resource_ids),
-        "imports_called_back": len(delays),
-        "callback_delay_p50_s": _rounded(openloop.percentile(delays, 50)),
-        "callback_delay_p99_s": _rounded(openloop.percentile(delays, 99)),
-        "callback_delay_max_s": _rounded(max(delays, default=float("nan"))),
-    }
+    called_back = {"imports_requested": len(resource_ids), "imports_called_back": len(delays)}
+    return {**called_back, **_spread("callback_delay", delays)}
+
+
+def _spread(name: str, seconds: list[float]) -> dict[str, float | None]:
+    """p50, p99 and maximum of ``seconds`` (null when there are none)."""
+    figures = {"p50": openloop.percentile(seconds, 50), "p99": openloop.percentile(seconds, 99)}
+    figures["max"] = max(seconds, default=float("nan"))
+    return {f"{name}_{figure}_s": _rounded(value) for figure, value in figures.items()}
 
 
 def _epoch(moment: str) -> float:

@@ -73,6 +73,13 @@ def new_layer_id() -> str:
     return "pre_" + uuid.uuid4().hex
 
 
+def squares_layer(postgis_db: str, tmp_path: Path) -> str:
+    """A new layer of the six sample squares; its id."""
+    layer = new_layer_id()
+    load_layer(postgis_db, layer, polygon_features(), tmp_path)
+    return layer
+
+
 def test_expensive_tiles_are_prerendered_and_served_from_the_store(
     tiles_app, burst_worker, pg: psycopg.Connection, postgis_db: str, tmp_path: Path
 ) -> None:
@@ -105,8 +112,7 @@ def test_prerender_stops_at_the_tile_budget_and_runs_twice_safely(
     tiles_app, pg: psycopg.Connection, postgis_db: str, tmp_path: Path
 ) -> None:
     runtime, _ = tiles_app(HDXRQ_TILES_PRERENDER_MIN_FEATURES="1", HDXRQ_TILES_PRERENDER_MAX_TILES="3")
-    layer = new_layer_id()
-    load_layer(postgis_db, layer, polygon_features(), tmp_path)
+    layer = squares_layer(postgis_db, tmp_path)
 
     first = tasks.prerender_layer(layer)
     second = tasks.prerender_layer(layer)
@@ -122,8 +128,7 @@ def test_prerender_stops_when_its_time_is_up(
     """``HDXRQ_TILES_PRERENDER_MAX_SEC`` bounds the job. On a clock where every stored tile takes one second,
     2.5 s leave time for three tiles, the lowest zooms first."""
     runtime, _ = tiles_app(HDXRQ_TILES_PRERENDER_MIN_FEATURES="1", HDXRQ_TILES_PRERENDER_MAX_SEC="2.5")
-    layer = new_layer_id()
-    load_layer(postgis_db, layer, polygon_features(), tmp_path)
+    layer = squares_layer(postgis_db, tmp_path)
     ensure_store(pg)
 
     def tiles_stored() -> float:
@@ -141,8 +146,7 @@ def test_a_tile_build_gets_only_the_time_left(
 ) -> None:
     """A tile still being built when the time is up is cancelled by PostgreSQL and stores nothing."""
     runtime, _ = tiles_app(HDXRQ_TILES_PRERENDER_MIN_FEATURES="1", HDXRQ_TILES_PRERENDER_MAX_SEC="10")
-    layer = new_layer_id()
-    load_layer(postgis_db, layer, polygon_features(), tmp_path)
+    layer = squares_layer(postgis_db, tmp_path)
     moments = iter([0.0, 9.8])  # the start; 200 ms left when the first tile is built
     with pg_connect(postgis_db) as locker:
 

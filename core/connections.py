@@ -50,7 +50,8 @@ def connect(
 ) -> Redis:
     """A client for ``url``: a plain server, or the primary a set of sentinels names (``redis+sentinel://``)."""
     if not is_sentinel_url(url):
-        return (redis_class or Redis).from_url(url, **options)
+        client: Redis = (redis_class or Redis).from_url(url, **options)
+        return client
     address = parse_sentinel_url(url)
     sentinel_options = {
         "socket_timeout": SENTINEL_TIMEOUT_SEC,
@@ -58,7 +59,7 @@ def connect(
         "retry": Retry(NoBackoff(), 0),  # the next sentinel is the retry
     }
     sentinel = Sentinel(address.sentinels, sentinel_kwargs=sentinel_options)
-    return sentinel.master_for(
+    primary: Redis = sentinel.master_for(
         address.service,
         redis_class=redis_class or SentinelClient,
         db=address.db,
@@ -69,6 +70,7 @@ def connect(
         failover_sec=failover_sec,
         **options,
     )
+    return primary
 
 
 class PrimaryConnection(SentinelManagedConnection):
@@ -83,7 +85,7 @@ class PrimaryConnection(SentinelManagedConnection):
     """
 
     def __init__(self, *, failover_sec: float = DEFAULT_FAILOVER_SEC, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
         self.failover_sec = failover_sec
 
     def connect(self) -> None:
@@ -91,7 +93,7 @@ class PrimaryConnection(SentinelManagedConnection):
         failures = 0
         while True:
             try:
-                self._connect_retry()  # discover the primary, connect to it
+                self._connect_retry()  # type: ignore[no-untyped-call]  # redis-py's: find the primary, connect
                 return
             except (
                 exceptions.ConnectionError,

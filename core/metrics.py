@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from rq import Worker
 from rq.job import Job
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.utils import as_text
 
 from .connections import SERIALIZER, queue
 from .queues import ALL_QUEUES
@@ -172,8 +173,8 @@ def _oldest_job_age(redis: Redis, queue: str, now: datetime) -> float:
         return 0.0
     with redis.pipeline(transaction=False) as pipe:
         for job_id in front:
-            pipe.hget(f"rq:job:{job_id.decode()}", "enqueued_at")
-        moments = [_utc(value.decode()) for value in pipe.execute() if value]
+            pipe.hget(f"rq:job:{as_text(job_id)}", "enqueued_at")
+        moments = [_utc(as_text(value)) for value in pipe.execute() if value]
     return max((max(0.0, (now - moment).total_seconds()) for moment in moments), default=0.0)
 
 
@@ -198,16 +199,16 @@ def job_metrics(redis: Redis) -> Iterator[Metric]:
         "hdxrq_jobs", "Ended job executions", labels=["queue", "function", "outcome", "error_type"]
     )
     for field, count in sorted(redis.hgetall(JOB_COUNTS_KEY).items()):
-        outcomes.add_metric(field.decode().split("|"), int(count))
+        outcomes.add_metric(as_text(field).split("|"), int(count))
     yield outcomes
     yield _duration_histogram(redis.hgetall(JOB_DURATION_KEY))
 
 
-def _duration_histogram(raw: dict[bytes, bytes]) -> Metric:
+def _duration_histogram(raw: Mapping[bytes | str, bytes | str]) -> Metric:
     histogram = HistogramMetricFamily("hdxrq_job_duration_seconds", "Job execution time", labels=["queue", "function"])
     series: dict[tuple[str, str], dict[str, float]] = {}
     for field, value in raw.items():
-        queue, function, key = field.decode().split("|")
+        queue, function, key = as_text(field).split("|")
         series.setdefault((queue, function), {})[key] = float(value)
     for (queue, function), values in sorted(series.items()):
         buckets = [(str(bound), values.get(str(bound), 0.0)) for bound in JOB_DURATION_BUCKETS]

@@ -29,7 +29,7 @@ DASHBOARD_REALM = "hdxrq monitor"
 def workers_summary(runtime: Runtime) -> list[dict[str, object]]:
     """Workers with their state and queues; no job arguments (they may be user data)."""
     workers = Worker.all(connection=runtime.redis, serializer=SERIALIZER)
-    summary = [
+    summary: list[dict[str, object]] = [
         {
             "name": worker.name,
             "queues": worker.queue_names(),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from redis.exceptions import WatchError
 from rq.intermediate_queue import IntermediateQueue
@@ -126,12 +126,13 @@ def _started_key(redis: Redis, origin: str) -> str:
 
 
 def _started_ids(redis: Redis, started_key: str) -> set[str]:
-    return {parse_composite_key(as_text(member))[0] for member in redis.zrange(started_key, 0, -1)}
+    members = cast("list[bytes]", redis.zrange(started_key, 0, -1))
+    return {parse_composite_key(as_text(member))[0] for member in members}
 
 
 def _remember(redis: Redis, first_seen: dict[str, float]) -> None:
     with redis.pipeline(transaction=True) as pipe:
         pipe.delete(FIRST_SEEN_KEY)
         if first_seen:
-            pipe.hset(FIRST_SEEN_KEY, mapping=first_seen)
+            pipe.hset(FIRST_SEEN_KEY, mapping={job_id: seen for job_id, seen in first_seen.items()})
         pipe.execute()

@@ -69,7 +69,7 @@ class RetryPolicy:
 
     def step(self, attempt: int) -> float:
         """The exponential step after the ``attempt``-th failure in a row (1 for the first), capped."""
-        return min(self.cap_sec, self.base_sec * 2 ** max(0, attempt - 1))
+        return min(self.cap_sec, self.base_sec * 2.0 ** max(0, attempt - 1))
 
     def delay(
         self, attempt: int, *, retry_after: float | None = None, rng: Callable[[], float] = random.random

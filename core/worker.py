@@ -87,7 +87,7 @@ class HdxWorker(Worker):
         return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
 
     def run_maintenance_tasks(self) -> None:
-        super().run_maintenance_tasks()
+        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
         try:
             orphans.sweep(self.connection)
         except StopRequested:  # raised by rq's signal handler wherever the worker is: let rq stop
@@ -114,7 +114,7 @@ class HdxWorker(Worker):
         return DEFAULT_WORKER_TTL if job.timeout == -1 else int(job.timeout or DEFAULT_WORKER_TTL) + 60
 
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
-        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]  # rq's
         if job.id == self._interrupted_job_id:
             return  # stopped for a shutdown: requeued, not failed
         killed = WorkHorseKilled(f"the job's process ended unexpectedly (wait status {ret_val})")
@@ -157,7 +157,7 @@ class HdxWorker(Worker):
             record_job(
                 self.connection,
                 queue=job.origin,
-                function=job.func_name,
+                function=job.func_name or "unknown",
                 outcome=outcome,
                 error_type=error_type,
                 seconds=seconds,
@@ -169,7 +169,7 @@ class HdxWorker(Worker):
 
     def request_stop(self, signum: int, frame: Any) -> None:
         busy_with = self.get_current_job_id()
-        super().request_stop(signum, frame)
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # rq leaves it unannotated
         if busy_with and self.horse_pid and self._grace_timer is None:
             grace = runtime.current().settings.shutdown_grace_sec
             log.warning("stop requested: job %s gets %.0fs to finish", busy_with, grace)

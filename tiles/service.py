@@ -48,7 +48,15 @@ class TileService:
         return self.runtime.settings
 
     def tile(
-        self, layer_id: str, z: str, x: str, y: str, *, geom: str | None, fields: str | None, is_current: Callable
+        self,
+        layer_id: str,
+        z: str,
+        x: str,
+        y: str,
+        *,
+        geom: str | None,
+        fields: str | None,
+        is_current: Callable[[str], bool],
     ) -> TileResult:
         """The tile z/x/y of a layer; ``is_current(etag)`` says whether the client already holds it."""
         check_layer_id(layer_id, self.settings.table_name_prefix)

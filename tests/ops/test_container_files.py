@@ -133,7 +133,7 @@ def _ignored(patterns: list[str], name: str) -> bool:
 def test_dockerignore_keeps_development_data_out_and_the_code_in() -> None:
     lines = (ROOT / ".dockerignore").read_text().splitlines()
     patterns = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    for name in (".git", ".venv", "var", "node_modules", "tests", "bench", "secrets", "__pycache__"):
+    for name in (".git", ".venv", ".venv-ckan", "var", "node_modules", "tests", "bench", "secrets", "__pycache__"):
         assert _ignored(patterns, name), f"{name} would be sent to the build"
     packages = [path.parent.name for path in ROOT.glob("*/__init__.py") if path.parent.name != "tests"]
     needed = [*packages, "hdxrq.py", "logging.yml", "requirements.txt", "package.json", "package-lock.json"]

@@ -76,9 +76,10 @@ def lane_layout(workers: int) -> list[tuple[Lane, ...]]:
     """
     if workers < 1:
         raise ValueError("at least one worker")
+    alone: list[tuple[Lane, ...]] = [(lane,) for lane in LANES]
     if workers >= len(LANES):
-        return [(lane,) for lane in LANES] + [(SCALED_LANE,)] * (workers - len(LANES))
-    return [(lane,) for lane in LANES[: workers - 1]] + [LANES[workers - 1 :]]
+        return alone + [(SCALED_LANE,)] * (workers - len(LANES))
+    return alone[: workers - 1] + [LANES[workers - 1 :]]
 
 
 def merge_lanes(lanes: tuple[Lane, ...]) -> Lane:

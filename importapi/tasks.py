@@ -223,8 +223,8 @@ def queue_callback(rt: Runtime, resource_id: str, shape_info: dict[str, Any], ge
     """Queue the durable delivery of ``shape_info`` to CKAN (``generation`` orders callbacks of a resource).
 
     The callback goes to the *front* of ``geo_q``: the worker that is ending this import takes it next,
-    before any import waiting there (at the back, it waited for every one of them: 24 s behind 16 imports
-    of 3 s downloads on two workers). Its retries go to the front too (:func:`callback.retry_policy`).
+    before any import waiting there (at the back it waited for every one of them: 80-98 s in the load run,
+    bench/RESULTS.md). Its retries go to the front too (:func:`callback.retry_policy`).
     """
     report_progress("calling back", None)
     suffix = f"-{generation}" if generation is not None else ""

@@ -25,10 +25,18 @@ bp = Blueprint("analyticsapi", __name__)
 
 @bp.post("/api/send-analytics")
 def send_analytics() -> tuple[Response, int]:
-    """Validate the event, buffer it in one Redis round trip and answer; delivery happens in the workers.
+    """Record an analytics event for Mixpanel and Google Analytics 4.
 
-    Most requests never get here: :mod:`analyticsapi.express` answers the usual ones before Flask, through
-    the same door. This view answers the rest (a body too large, not JSON, a refused client).
+    CKAN sends it with a 2-second timeout, so the event is only checked and buffered here; workers deliver
+    the buffered events in batches.
+
+    * Body: `event_name`, `mixpanel_meta`, `ga_meta`, `mixpanel_tracking_id`, `mixpanel_token`,
+      `send_mixpanel`, `send_ga`.
+    * Answers `{"success": true}`; a body that is not JSON, lacks a required field or is too large gets a 4xx
+      status with `{"success": false, "error": <message>}`.
+    \f
+    Most requests never get here: analyticsapi.express answers the usual ones before Flask, through the
+    same door. This view answers the rest (a body too large, not JSON, a refused client).
     """
     runtime: Runtime = current_app.extensions["hdx"]
     caller = Caller.from_request()

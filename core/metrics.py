@@ -106,6 +106,11 @@ def init_app(app: Flask, runtime: Runtime) -> None:
 
     @app.get("/metrics")
     def metrics() -> Response:
+        """Metrics for Prometheus.
+
+        Text exposition format: request latency per endpoint, queue lengths and the age of their oldest job,
+        workers, job outcomes and durations, and each part's own metrics.
+        """
         scrape = CollectorRegistry(auto_describe=False)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             MultiProcessCollector(scrape)

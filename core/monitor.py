@@ -62,6 +62,11 @@ def init_app(app: Flask, runtime: Runtime) -> None:
 
     @status.get(f"{prefix}/workers.json")
     def workers_json() -> ResponseReturnValue:
+        """The workers and their state (CKAN's service checker reads it).
+
+        Answers `{"workers": [...], "state": "ok"}`: each worker's name, state, queues, current job, last
+        heartbeat and job counts (never job arguments). The dashboard beside it needs the admin token.
+        """
         rt = current_app.extensions["hdx"]
         return jsonify(workers=workers_summary(rt), state="ok")
 

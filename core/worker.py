@@ -12,6 +12,8 @@ It is RQ's forking worker (a crashing job cannot take the worker down) plus the 
 * every ended job is counted, with its duration and error code, in the cluster metrics (core.metrics);
 * every maintenance run (each :data:`MAINTENANCE_INTERVAL_SEC`, even when idle) also puts back jobs that a
   worker took from a queue but died before starting, when Redis went away (core.orphans);
+* with ``--with-scheduler``, rq's scheduler runs on standby in every worker and takes over from a dead
+  one within seconds (core.rqscheduler);
 * a stop request (SIGTERM, Ctrl-C) lets the current job finish for ``HDXRQ_SHUTDOWN_GRACE_SEC``; past
   that the job's process group (the job and its children, such as ogr2ogr) is terminated and the job is
   put back at the front of its queue for another worker, so nothing is lost either way.
@@ -28,7 +30,7 @@ from typing import Any
 
 from rq import Queue, Worker
 from rq.callbacks import execute_failure_callback
-from rq.defaults import DEFAULT_WORKER_TTL
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT, DEFAULT_WORKER_TTL
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.registry import FailedJobRegistry
@@ -42,6 +44,7 @@ from .jobs import HdxJob
 from .logging import JobLogHandler, mask_secrets
 from .metrics import record_job
 from .queues import QueueName
+from .rqscheduler import StandbyScheduler
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,39 @@ class HdxWorker(Worker):
         # An idle worker wakes from its blocking pop at least once per maintenance interval to run it.
         return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
 
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """rq's, with a :class:`StandbyScheduler` whose process starts whether or not it got the locks."""
+        self.scheduler = StandbyScheduler(
+            self.queues,
+            connection=self.connection,
+            worker_connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()
+        if not burst:
+            self.scheduler.start()
+        elif self.scheduler.acquired_locks:  # a burst worker moves what is due once, as rq's does
+            try:
+                self.scheduler.register_birth()
+                self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+            finally:
+                self.scheduler.release_locks()  # type: ignore[no-untyped-call]
+                self.scheduler.register_death()
+
     def run_maintenance_tasks(self) -> None:
+        process = self.scheduler._process if self.scheduler else None
+        if process is not None and not process.is_alive():  # rq would restart it only with the locks free
+            log.warning("the scheduler process ended (exit code %s): starting it again", process.exitcode)
+            self.scheduler.start()
         super().run_maintenance_tasks()  # type: ignore[no-untyped-call]  # rq leaves it unannotated
         try:
             orphans.sweep(self.connection)

@@ -42,7 +42,15 @@ def _read_body() -> bytes:
 
 @bp.post("/api/create-change-events")
 def create_change_events() -> Response:
-    """Queue change detection for one CKAN write: ``{"state":"success"}`` or a failure with a message."""
+    """Publish the changes of one CKAN dataset write as events.
+
+    CKAN calls this after every dataset write, and a non-2xx answer would fail the user's save: every refusal
+    is a 200 with `{"state": "failure", "message": <text>}`.
+
+    * Body: `username`, `old_dataset_dict` (`{}` on create) and `new_dataset_dict`.
+    * Answers `{"state": "success"}` once the request is queued; a worker compares the two dicts and writes
+      the events (`dataset-created`, `resource-data-changed`, ...) to the Redis stream `hdx_event_stream`.
+    """
     rt, caller = _runtime(), Caller.from_request()
     authorize(rt.settings, service.accept_change_events.access, caller)  # before reading a refused body
     try:
@@ -62,7 +70,13 @@ def create_change_events() -> Response:
 
 @bp.post("/api/file-structure-check/dataset/<dataset_id>/resource/<resource_id>")
 def file_structure_check(dataset_id: str, resource_id: str) -> Response:
-    """Queue a file-structure check of one resource: ``{"success": true}``."""
+    """Check a spreadsheet's sheets against its last successful check.
+
+    * Body: `hxl_proxy_source_info_url` and `fs_check_info` (the resource's check history, a JSON string).
+    * Answers `{"success": true}` once queued; a worker asks the HXL proxy and posts the sheet changes to
+      CKAN's `hdx_fs_check_resource_revise`. A refused request gets `{"success": false, "message",
+      "error_type"}`.
+    """
     rt, caller = _runtime(), Caller.from_request()
     authorize(rt.settings, service.request_file_structure_check.access, caller)
     try:

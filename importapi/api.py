@@ -40,7 +40,18 @@ def _safe_message(error: Exception) -> str:
 
 @bp.get("/api/add-layer/dataset/<dataset_id>/resource/<resource_id>")
 def add_layer(dataset_id: str, resource_id: str) -> Response:
-    """Queue the import of a resource's file; answer at once."""
+    """Import a resource's geo file into a map layer.
+
+    CKAN calls this on every create or update of a GIS resource. It answers at once and a worker does the
+    import (queue `geo_q`): download, unpack, load into PostGIS, then a call to CKAN's
+    `hdx_resource_update_metadata` with the result (retried until CKAN takes it).
+
+    * Query: `resource_download_url` (URL-encoded) and `url_type`.
+    * Answers `{"state": "processing", ...}`, or `{"state": "failure", "error_type":
+      "transformation-init-problem", ...}` when the import cannot be queued.
+    * A second call for the same resource while one is queued or running replaces its URL: one import at a
+      time per resource, the newest URL wins.
+    """
     url = request.args.get("resource_download_url", "").strip()
     url_type = request.args.get("url_type", "")
     try:
@@ -61,7 +72,11 @@ def add_layer(dataset_id: str, resource_id: str) -> Response:
 
 @bp.post("/api/delete-one-layer/<resource_id>")
 def delete_one_layer(resource_id: str) -> tuple[Response, int]:
-    """Drop the resource's layer (200 also when it is already gone)."""
+    """Delete a resource's map layer.
+
+    CKAN calls this when a resource is quarantined. Answers 200 `{"state": "started", ...}`, also when the
+    layer is already gone; 500 when the database could not drop it.
+    """
     try:
         service.delete_one_layer(_runtime(), Caller.from_request(), resource_id)
     except AccessDenied:
@@ -75,13 +90,21 @@ def delete_one_layer(resource_id: str) -> tuple[Response, int]:
 
 @bp.get("/api/delete-layers")
 def delete_layers() -> Response:
-    """Report the layers whose resource CKAN no longer has (dry run)."""
+    """List the layers whose resource no longer exists in CKAN (dry run).
+
+    Compares the layer tables with CKAN's `hdx_resource_id_list` and reports them in `items` without
+    deleting anything. `GET /api/delete-layers/dry-run/false` deletes them.
+    """
     return _delete_layers(dry_run=True)
 
 
 @bp.get("/api/delete-layers/dry-run/<flag>")
 def delete_layers_dry_run(flag: str) -> Response:
-    """``false`` deletes them and needs the admin token; anything else is a dry run."""
+    """Delete the layers whose resource no longer exists in CKAN, or only list them.
+
+    `false` deletes them and needs the admin token (`Authorization: Bearer <token>`); any other value is a
+    dry run. Nothing is deleted when CKAN's answer looks wrong.
+    """
     return _delete_layers(dry_run=flag.lower() != "false")
 
 

@@ -79,7 +79,11 @@ def _link(href: str, rel: str, title: str, kind: str = "application/json") -> di
 
 @bp.get("/")
 def landing_page() -> Response:
-    """The API's landing page, with links to everything else."""
+    """The API's landing page.
+
+    Links to this API's description and documentation, its conformance classes, the processes and the
+    jobs (OGC API - Processes).
+    """
     return jsonify(
         title="hdxrq",
         description="Job processor for CKAN: geopreview imports, change events, file-structure checks, "
@@ -132,7 +136,11 @@ def _process_summary(process: Process) -> dict[str, Any]:
 
 @bp.get("/processes")
 def list_processes() -> Response:
-    """Every process, summarised."""
+    """List the processes.
+
+    The service's work (imports, change detection, analytics, checks, CKAN calls) as OGC API - Processes
+    processes, summarised.
+    """
     return jsonify(
         processes=[_process_summary(process) for process in PROCESSES],
         links=[_link(url_for(".list_processes", _external=True), "self", "Processes")],
@@ -141,7 +149,10 @@ def list_processes() -> Response:
 
 @bp.get("/processes/<process_id>")
 def describe_process(process_id: str) -> Response:
-    """A process with its inputs and outputs (JSON Schema)."""
+    """Describe a process.
+
+    Its inputs and outputs, as JSON Schema.
+    """
     process = _process(process_id)
     return jsonify({**_process_summary(process), "inputs": process.input_descriptions(), "outputs": process.outputs})
 
@@ -155,7 +166,12 @@ def _process(process_id: str) -> Process:
 
 @bp.post("/processes/<process_id>/execution")
 def execute(process_id: str) -> tuple[Response, int, dict[str, str]]:
-    """Start a job: 201 with ``Location`` (asynchronous), or the results when the client waits."""
+    """Run a process.
+
+    Starts a job with the body's `inputs`. Answers 201 with the job's status and a `Location` header; with
+    `Prefer: wait=<seconds>` the answer waits up to that long and gives the results (200) when the job
+    ends in time. The same rules as the process's CKAN endpoint apply (access, validation, queue limits).
+    """
     process = _process(process_id)
     inputs = _parse_inputs(process, request.get_json(silent=True))
     rt = _runtime()
@@ -220,8 +236,12 @@ def _job_links(job_view: JobView) -> list[dict[str, str]]:
 
 @bp.get("/jobs")
 def list_jobs() -> Response:
-    """Jobs (admin token): running, waiting, failed, finished, dismissed, newest first in each; ``processID``,
-    ``status``, ``limit`` and ``offset`` narrow the page, and a ``next`` link continues it."""
+    """List the jobs.
+
+    Needs the admin token. Running, waiting, failed, finished and dismissed jobs, newest first in each; the
+    query parameters `processID`, `status`, `limit` and `offset` narrow the page, and a `next` link
+    continues it.
+    """
     check_admin()
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     offset = _int_arg("offset", 0, 0, 10**9)
@@ -268,14 +288,20 @@ def _job(job_id: str) -> JobView:
 
 @bp.get("/jobs/<job_id>")
 def job_status(job_id: str) -> Response:
-    """The job's status, progress and times."""
+    """A job's status.
+
+    Its status, progress and times, with links to its results and log.
+    """
     job_view = _job(job_id)
     return jsonify(job_view.status_info(_job_links(job_view)))
 
 
 @bp.get("/jobs/<job_id>/results")
 def job_results(job_id: str) -> Response:
-    """The outputs of a successful job (admin token)."""
+    """A job's results.
+
+    Needs the admin token. The outputs of a successful job.
+    """
     check_admin()
     job_view = _job(job_id)
     if job_view.status is OgcStatus.FAILED:
@@ -291,7 +317,10 @@ def _results(job_view: JobView) -> dict[str, Any]:
 
 @bp.get("/jobs/<job_id>/log")
 def job_log(job_id: str) -> Response:
-    """The lines the job logged, secrets masked (admin token)."""
+    """A job's log.
+
+    Needs the admin token. The lines the job logged, secrets masked.
+    """
     check_admin()
     job_view = _job(job_id)
     return jsonify(jobID=job_view.id, log=status.job_log(_runtime().redis, job_view.id))
@@ -299,7 +328,10 @@ def job_log(job_id: str) -> Response:
 
 @bp.delete("/jobs/<job_id>")
 def dismiss_job(job_id: str) -> Response:
-    """Dismiss a job (admin token): cancel it if waiting, stop it if running, forget it if ended."""
+    """Dismiss a job.
+
+    Needs the admin token. Cancels the job if it waits, stops it if it runs, forgets it if it ended.
+    """
     check_admin()
     job_view = _job(job_id)
     status.dismiss(_runtime().redis, job_view)

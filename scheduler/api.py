@@ -31,7 +31,15 @@ def _runtime() -> Runtime:
 
 @bp.post("/api/scheduler/add_job")
 def add_job() -> Response:
-    """Schedule a CKAN call: once after ``sch_*``, or recurring with ``cron`` / ``interval_minutes``."""
+    """Schedule a CKAN action call.
+
+    Needs the admin token.
+
+    * Body: `action`, `method` (`post` or `get`), `api_params`, and either a delay (`sch_minutes`,
+      `sch_hours`, `sch_days`) for one call, or `cron` or `interval_minutes` for a recurring schedule.
+    * Answers `{"success": true, "id", "description", "next_run"}`, or `{"success": false, "message":
+      "Could not schedule job: ..."}`.
+    """
     try:
         schedule = service.add_schedule(_runtime(), Caller.from_request(), finite.request_json(request))
     except finite.NonFiniteNumber as error:  # a client error worth its status: nothing was stored
@@ -46,7 +54,11 @@ def add_job() -> Response:
 
 @bp.get("/api/scheduler/list_jobs")
 def list_jobs() -> tuple[Response, int] | Response:
-    """Every schedule with its timing, next run and last result."""
+    """List the schedules.
+
+    Needs the admin token. Answers `{"jobs": [...], "success": true}`, each schedule with its timing, next
+    run and last result.
+    """
     try:
         schedules = service.list_schedules(_runtime(), Caller.from_request())
     except RedisError:
@@ -57,7 +69,10 @@ def list_jobs() -> tuple[Response, int] | Response:
 
 @bp.delete("/api/scheduler/jobs/<schedule_id>")
 def cancel_job(schedule_id: str) -> tuple[Response, int] | Response:
-    """Cancel a schedule: no further call is made."""
+    """Cancel a schedule.
+
+    Needs the admin token. No further call is made; 404 when there is no such schedule.
+    """
     try:
         cancelled = service.cancel_schedule(_runtime(), Caller.from_request(), schedule_id)
     except RedisError:

@@ -39,17 +39,34 @@ def _service() -> TileService:
 
 @bp.get("/gis/test")
 def postile_test() -> ResponseReturnValue:
-    """Liveness text CKAN's service checker looks for."""
+    """Liveness text for CKAN's service checker.
+
+    Answers `{"result": "Postile is running"}`.
+    """
     return jsonify(result=POSTILE_TEST_TEXT)
 
 
 @bp.get("/gis/layer-type/<layer_id>")
 def layer_type(layer_id: str) -> ResponseReturnValue:
+    """The geometry type of a layer.
+
+    Answers `{"result": "ST_MultiPolygon"}` (PostGIS's spelling); 404 for an unknown layer.
+    """
     return jsonify(result=_service().layer_type(layer_id))
 
 
 @bp.get("/gis/<layer_id>/<z>/<x>/<y>.pbf")
 def tile(layer_id: str, z: str, x: str, y: str) -> ResponseReturnValue:
+    """A vector tile of a layer.
+
+    A Mapbox Vector Tile (`application/x-protobuf`) of layer `layer_id` at `z`/`x`/`y`: its MVT layer is
+    named after the layer, and features carry `ogc_fid` as their id.
+
+    * Query: `geom`, the geometry column (`wkb_geometry`), and `fields`, the comma-separated attribute
+      columns to include.
+    * 404 for an unknown layer, 400 for an unknown column or coordinates outside the zoom level; `ETag` and
+      `If-None-Match` give 304 for a tile the client has.
+    """
     result = _service().tile(
         layer_id,
         z,
@@ -70,7 +87,11 @@ def tile(layer_id: str, z: str, x: str, y: str) -> ResponseReturnValue:
 
 @bp.get("/preview/<layer_id>")
 def preview(layer_id: str) -> ResponseReturnValue:
-    """A page showing the layer on a MapLibre map, fitted to its extent, with attribute popups."""
+    """A map preview of a layer.
+
+    An HTML page with the layer on a MapLibre map, fitted to its extent, with the attributes of a feature
+    in a popup.
+    """
     config = _service().preview(layer_id)
     return render_template("tiles/preview.html", config=config)
 

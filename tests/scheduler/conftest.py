@@ -7,13 +7,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import rq.scheduler
 from flask.testing import FlaskClient
+from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 
@@ -37,6 +38,11 @@ class SchedulerClock:
             scheduler = RQScheduler([QueueName.SCHEDULER], connection=self.runtime.redis, serializer=SERIALIZER)
             scheduler.prepare_registries([QueueName.SCHEDULER])
             scheduler.enqueue_scheduled_jobs()
+
+    def make_due_now(self, job_id: str) -> None:
+        """Move a scheduled job to now: what waiting for its time would do, minus the waiting."""
+        registry = ScheduledJobRegistry(QueueName.SCHEDULER, connection=self.runtime.redis, serializer=SERIALIZER)
+        registry.schedule(Job.fetch(job_id, connection=self.runtime.redis, serializer=SERIALIZER), datetime.now(UTC))
 
     def pending_job_ids(self) -> list[str]:
         """Ids of the jobs waiting in rq's scheduled registry of ``default_scheduler_q``."""
@@ -75,35 +81,32 @@ def list_jobs(client: FlaskClient, admin_headers: dict[str, str]) -> Callable[[]
 
 
 @pytest.fixture
-def background_workers(settings_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., list[Path]]]:
-    """Start real ``./hdxrq.py worker`` processes that keep running until the test ends."""
+def background_workers(
+    settings_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., list[subprocess.Popen[bytes]]]]:
+    """Start real ``./hdxrq.py worker`` processes that keep running until the test ends.
+
+    Each leads a process group of its own (with its scheduler process and work horses), which the test
+    may kill whole and which is stopped whole at the end. Logs: ``worker-<n>.log`` in the test's folder.
+    """
     processes: list[subprocess.Popen[bytes]] = []
 
-    def start(count: int, *args: str) -> list[Path]:
-        logs = []
-        for number in range(count):
-            log_path = tmp_path / f"worker-{len(processes)}-{number}.log"
-            env = {"PATH": os.environ.get("PATH", ""), **settings_env}
-            with log_path.open("wb") as log_file:
-                processes.append(
-                    subprocess.Popen(
-                        [sys.executable, HDXRQ_PY, "worker", *args],
-                        env=env,
-                        cwd=ROOT,
-                        stdout=log_file,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
-            logs.append(log_path)
-        return logs
+    def start(count: int, *args: str) -> list[subprocess.Popen[bytes]]:
+        env = {"PATH": os.environ.get("PATH", ""), **settings_env}
+        for _ in range(count):
+            with (tmp_path / f"worker-{len(processes)}.log").open("wb") as log_file:
+                argv = [sys.executable, HDXRQ_PY, "worker", *args]
+                output = {"stdout": log_file, "stderr": subprocess.STDOUT}
+                processes.append(subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True, **output))
+        return processes[-count:]
 
     yield start
     for process in processes:
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            os.killpg(process.pid, signal.SIGTERM)
     for process in processes:
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()

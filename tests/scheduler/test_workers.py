@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from rq.job import Job
-from rq.registry import ScheduledJobRegistry
 
 from core.connections import SERIALIZER
-from core.queues import QueueName
 from core.runtime import Runtime
 from scheduler import store
 from tests.conftest import TEST_GIS_API_KEY
@@ -26,13 +22,6 @@ ListJobs = Callable[[], list[dict[str, Any]]]
 RunCommand = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def _make_due_now(runtime: Runtime, job_id: str) -> None:
-    """Move a scheduled tick to now: what waiting for the real interval would do, minus the waiting."""
-    registry = ScheduledJobRegistry(QueueName.SCHEDULER, connection=runtime.redis, serializer=SERIALIZER)
-    job = Job.fetch(job_id, connection=runtime.redis, serializer=SERIALIZER)
-    registry.schedule(job, datetime.now(UTC))
-
-
 def test_a_burst_worker_with_its_scheduler_makes_a_due_call(
     runtime: Runtime,
     add_job: AddJob,
@@ -43,7 +32,7 @@ def test_a_burst_worker_with_its_scheduler_makes_a_due_call(
 ) -> None:
     add_job(action="status_show", sch_minutes=10, api_params={"id": "now"})
     [job_id] = clock.pending_job_ids()
-    _make_due_now(runtime, job_id)
+    clock.make_due_now(job_id)
 
     done = worker_process("worker", "--burst", "--with-scheduler", "default_scheduler_q")
 
@@ -73,7 +62,7 @@ def test_two_workers_fire_each_recurring_tick_exactly_once(
     list_jobs: ListJobs,
     clock: SchedulerClock,
     fake_ckan: FakeCkan,
-    background_workers: Callable[..., list[Path]],
+    background_workers: Callable[..., list[subprocess.Popen[bytes]]],
 ) -> None:
     schedule_id = add_job(action="status_show", interval_minutes=1, api_params={"probe": 1})["id"]
     background_workers(2, "--with-scheduler", "default_scheduler_q")
@@ -82,7 +71,7 @@ def test_two_workers_fire_each_recurring_tick_exactly_once(
     for number in range(1, 4):
         [job_id] = wait_until(clock.pending_job_ids, what="the next tick to be scheduled")
         ticks.append(job_id)
-        _make_due_now(runtime, job_id)
+        clock.make_due_now(job_id)
         fake_ckan.wait_for_action("status_show", count=number)
         wait_until(lambda n=number: list_jobs()[0]["runs"] == n, what=f"tick {number} to be recorded")
         wait_until(

@@ -56,6 +56,7 @@ from redis.exceptions import LockError
 from rq import Retry
 
 from core.connections import queue
+from core.queues import QueueName
 from core.retry import RetryPolicy
 
 from .buffer import MESSAGE_FIELD, PREFIX, Entry, SinkBuffer, encode, messages_of, stream_key
@@ -74,7 +75,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-QUEUE_NAME = "analytics_q"
 DRAIN_FUNCTION = "analyticsapi.tasks.drain"
 REQUESTED_KEY = f"{PREFIX}:drain-requested"
 REQUEST_TTL_SEC = 60
@@ -134,7 +134,7 @@ def job_timeout(settings: Settings) -> int:
 
 def enqueue_drain(redis: Redis, settings: Settings, *, trigger: str = "request", delay: float = 0.0) -> str:
     """Enqueue one drain job (after ``delay`` seconds); return its id."""
-    q = queue(QUEUE_NAME, redis)
+    q = queue(QueueName.ANALYTICS, redis)
     options = {
         "job_timeout": job_timeout(settings),
         "result_ttl": JOB_RESULT_TTL_SEC,

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from core.auth import Access, Caller, operation
 from core.connections import queue
 from core.jobs import check_capacity
+from core.queues import QueueName
 from core.runtime import Runtime
 
 from . import drain
@@ -58,9 +59,11 @@ def accept_event(rt: Runtime, caller: Caller, payload: Any) -> Answer:
 def submit_event(rt: Runtime, caller: Caller, payload: dict[str, Any]) -> str:
     """Check an event and queue a job that buffers it (what the endpoint does, as a job); the job's id."""
     parse_event(payload)  # InvalidAnalyticsEvent before anything is queued
-    check_capacity(rt.settings, rt.redis, drain.QUEUE_NAME)
+    check_capacity(rt.settings, rt.redis, QueueName.ANALYTICS)
     name = str(payload.get("event_name", ""))[:100]
-    job = queue(drain.QUEUE_NAME, rt.redis).enqueue(BUFFER_JOB_FUNCTION, payload, description=f"analytics event {name}")
+    job = queue(QueueName.ANALYTICS, rt.redis).enqueue(
+        BUFFER_JOB_FUNCTION, payload, description=f"analytics event {name}"
+    )
     return str(job.id)
 
 

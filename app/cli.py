@@ -1,8 +1,9 @@
 """``./hdxrq.py``: every rq subcommand (worker, info, requeue, empty, suspend, ...) plus our own commands.
 
 rq's commands keep all their flags; we only give them the project's defaults (the RQ Redis URL from the
-settings, the JSON serializer, our worker class, all five queues), which any flag on the command line
-overrides. Settings are read once here and shared through ``ctx.obj``.
+settings, the JSON serializer, our worker class, every queue), which any flag on the command line
+overrides, and ``worker`` takes ``--lane`` (:mod:`core.queues`). Settings are read once here and shared
+through ``ctx.obj``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
+from click.core import ParameterSource
 from redis.exceptions import RedisError
 from rq.cli.cli import main as rq_main
 
@@ -21,6 +23,7 @@ from core import registry
 from core.connections import CONNECTION_CLASS_PATH, JOB_CLASS_PATH, SERIALIZER_PATH, WORKER_CLASS_PATH
 from core.logging import configure_logging
 from core.monitor import local_worker_names
+from core.queues import LANES, LANES_BY_NAME, merge_lanes
 from core.runtime import Runtime, install
 from core.settings import Settings, SettingsError
 from core.version import __version__
@@ -35,6 +38,41 @@ cli = click.Group(
     commands=dict(rq_main.commands),
 )
 click.version_option(__version__, "--version", prog_name="hdxrq", message="%(prog)s %(version)s")(cli)
+
+
+def with_lanes(rq_worker: click.Command) -> click.Command:
+    """rq's ``worker`` command plus ``--lane NAME`` (repeatable): the lane's queues, in its order, with its
+    dequeue strategy, instead of naming queues (``--dequeue-strategy`` on the command line still wins)."""
+
+    def callback(**params: Any) -> Any:
+        lanes = params.pop("lane")
+        if lanes:
+            ctx = click.get_current_context()
+            if ctx.get_parameter_source("queues") is ParameterSource.COMMANDLINE:
+                raise click.UsageError("name queues or --lane, not both")
+            lane = merge_lanes(tuple(LANES_BY_NAME[name] for name in lanes))
+            params["queues"] = tuple(str(name) for name in lane.queues)
+            if ctx.get_parameter_source("dequeue_strategy") is not ParameterSource.COMMANDLINE:
+                params["dequeue_strategy"] = lane.strategy
+        assert rq_worker.callback is not None
+        return rq_worker.callback(**params)
+
+    lane_option = click.Option(
+        ["--lane"],
+        multiple=True,
+        type=click.Choice([lane.name for lane in LANES]),
+        help="Take this lane's queues (events, analytics, geo; repeat to take several) instead of naming queues.",
+    )
+    return click.Command(
+        rq_worker.name,
+        params=[*rq_worker.params, lane_option],
+        callback=callback,
+        help=rq_worker.help,
+        short_help=rq_worker.short_help,
+    )
+
+
+cli.add_command(with_lanes(rq_main.commands["worker"]))
 
 
 def rq_defaults(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -39,8 +39,8 @@ import importapi.service
 import scheduler.service
 from core.auth import OPERATOR
 from core.errors import HdxError
+from core.queues import CONTRACT_QUEUES
 from core.runtime import Runtime
-from core.settings import ALL_QUEUES
 
 from .oldjobs import JOB_KEY, OldJob, Source, Unreadable, find_old_jobs, source_key
 
@@ -228,10 +228,10 @@ def migrate(rt: Runtime, *, dry_run: bool) -> Report:
     """
     report = Report(_refused_earlier(rt.redis))
     credentials = set(rt.settings.secret_values())
-    for job in find_old_jobs(rt.redis, ALL_QUEUES):
+    for job in find_old_jobs(rt.redis, CONTRACT_QUEUES):
         if isinstance(job, OldJob):
             credentials.update(credentials_in([job.args, job.kwargs]))
-    for job in find_old_jobs(rt.redis, ALL_QUEUES):
+    for job in find_old_jobs(rt.redis, CONTRACT_QUEUES):
         report.outcomes.append(_one(rt, job, credentials, dry_run))
     return report
 

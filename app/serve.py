@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from core.queues import LANES, Lane, lane_layout
 from core.runtime import Runtime
 from core.settings import Settings
 
@@ -157,15 +158,38 @@ def listen_backlog(wanted: int = 1024) -> int:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the API listens on.")
 @click.option("--port", default=5000, show_default=True, type=int, help="Port the API listens on.")
-@click.option("--workers", "worker_count", type=int, default=None, help="Worker processes (HDXRQ_RUN_WORKERS).")
+@click.option(
+    "--workers", "worker_count", type=click.IntRange(min=1), default=None, help="Worker processes (HDXRQ_RUN_WORKERS)."
+)
 @click.pass_obj
 def run(runtime: Runtime, host: str, port: int, worker_count: int | None) -> None:
-    """Run the API, workers for every queue and the scheduler together; Ctrl-C stops them all."""
+    """Run the API, one worker per lane (events, analytics, geo; more for geo) and the scheduler together;
+    Ctrl-C stops them all."""
     count = worker_count or runtime.settings.run_workers
-    commands = {"api": [HDXRQ_PY, "serve", "--host", host, "--port", str(port)]}
-    for number in range(1, count + 1):
-        commands[f"worker-{number}"] = [HDXRQ_PY, "worker", "--with-scheduler"]
+    commands = {"api": [HDXRQ_PY, "serve", "--host", host, "--port", str(port)], **worker_commands(count)}
     Supervisor(commands, grace=runtime.settings.shutdown_grace_sec).run()
+
+
+def worker_commands(count: int) -> dict[str, list[str]]:
+    """The workers ``run`` starts, by name: ``count`` workers laid out in lanes (:func:`core.queues.lane_layout`),
+    each with rq's scheduler (one of them holds it at a time)."""
+    layout = lane_layout(count)
+    if any(len(lanes) > 1 for lanes in layout):
+        log.warning("%d worker(s) cannot keep the %d lanes apart: one worker takes several", count, len(LANES))
+    return {
+        f"worker-{number} ({'+'.join(lane.name for lane in lanes)})": [
+            HDXRQ_PY,
+            "worker",
+            "--with-scheduler",
+            *lane_arguments(lanes),
+        ]
+        for number, lanes in enumerate(layout, start=1)
+    }
+
+
+def lane_arguments(lanes: tuple[Lane, ...]) -> list[str]:
+    """``--lane NAME`` for each lane."""
+    return [argument for lane in lanes for argument in ("--lane", lane.name)]
 
 
 def _terminate_with_parent() -> None:

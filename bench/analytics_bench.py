@@ -65,6 +65,7 @@ from bench import openloop  # noqa: E402
 from bench.common import claim_redis_db, free_port, release_redis_db  # noqa: E402
 from core.connections import queue  # noqa: E402
 from core.procs import descendants  # noqa: E402
+from core.queues import QueueName  # noqa: E402
 from core.registry import Registry  # noqa: E402
 from tests.fakes import FakeGa4, FakeMixpanel  # noqa: E402
 
@@ -157,7 +158,7 @@ def delivery_only(redis: Redis, env: dict[str, str], delivered: DeliveredCounter
 
 
 def old_way(redis: Redis, fake: FakeMixpanel, count: int) -> float:
-    q = queue("analytics_q", redis)
+    q = queue(QueueName.ANALYTICS, redis)
     start = time.monotonic()
     for n in range(count):
         body = payload(n)
@@ -364,7 +365,8 @@ def run(args: argparse.Namespace, redis_port: int, db: int) -> None:
     floor_port = free_port()
     floor = subprocess.Popen(floor_command(env, floor_port), **quiet)
     workers = [
-        subprocess.Popen([sys.executable, HDXRQ_PY, "worker", "analytics_q"], **quiet) for _ in range(args.workers)
+        subprocess.Popen([sys.executable, HDXRQ_PY, "worker", QueueName.ANALYTICS], **quiet)
+        for _ in range(args.workers)
     ]
     api = f"http://127.0.0.1:{port}"
     print(
@@ -451,7 +453,7 @@ def linger(
         for value in values:
             workers = [
                 subprocess.Popen(
-                    [sys.executable, HDXRQ_PY, "worker", "analytics_q"],
+                    [sys.executable, HDXRQ_PY, "worker", QueueName.ANALYTICS],
                     env={**env, "HDXRQ_ANALYTICS_LINGER_MS": str(value)},
                     cwd=ROOT,
                     stdout=subprocess.DEVNULL,

@@ -20,7 +20,8 @@ Meant to run in a process of its own (the benchmarks start it with :func:`run_in
 does not share a GIL with the code that starts servers. It is cheap: one asyncio loop over raw sockets,
 with ``select()`` as the selector because epoll's millisecond timeout would send up to 1 ms late.
 Prints one JSON object: ``latency_ms`` (from the due time), ``service_ms`` (from the actual send),
-``send_late_ms`` (how late the generator itself sent), ``errors``, ``statuses`` and ``first_due_epoch``.
+``send_late_ms`` (how late the generator itself sent), ``errors``, ``statuses``, ``first_due_epoch`` and
+``answered_epoch`` (when each accepted answer arrived, wall clock).
 """
 
 from __future__ import annotations
@@ -116,6 +117,10 @@ class Results:
     statuses: collections.Counter[int] = field(default_factory=collections.Counter)
     first_due_epoch: float = 0.0
     """When the first timed request was due (``time.time()``): after start-up and warm-up."""
+    answered_epoch: list[float] = field(default_factory=list)
+    """When each accepted answer (200, with the expected text) arrived (``time.time()``), in arrival order."""
+    epoch_offset: float = field(default_factory=lambda: time.time() - time.monotonic())
+    """``time.time() - time.monotonic()``: turns this process's monotonic moments into wall-clock ones."""
 
 
 class Pool:
@@ -225,6 +230,8 @@ async def _one(pool: Pool, request: bytes, due: float, expect: bytes | None, res
     results.statuses[status] += 1
     if status != 200 or (expect is not None and expect not in body):
         results.errors.append(f"HTTP {status}: {body[:120]!r}")
+    else:
+        results.answered_epoch.append(done + results.epoch_offset)
     results.latency_ms.append((done - due) * 1000)
     results.service_ms.append((done - sent) * 1000)
     results.send_late_ms.append((sent - due) * 1000)

@@ -29,7 +29,7 @@ from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegi
 from rq.utils import as_text
 
 from .connections import SERIALIZER, queue
-from .settings import ALL_QUEUES
+from .queues import ALL_QUEUES
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -167,17 +167,25 @@ def queue_metrics(redis: Redis) -> Iterator[Metric]:
     yield from (depth, age, registries)
 
 
+FRONT_JOBS_READ = 8
+"""Jobs read at a queue's front for its oldest waiting job: jobs queued at the front (a geopreview callback,
+a job put back) sit before the oldest one, but only a few at a time, since they are taken next."""
+
+
 def _oldest_job_age(redis: Redis, queue: str, now: datetime) -> float:
-    oldest = redis.lindex(f"rq:queue:{queue}", 0)
-    if oldest is None:
+    front = redis.lrange(f"rq:queue:{queue}", 0, FRONT_JOBS_READ - 1)
+    if not front:
         return 0.0
-    enqueued = redis.hget(f"rq:job:{as_text(oldest)}", "enqueued_at")
-    if not enqueued:
-        return 0.0
-    moment = datetime.fromisoformat(as_text(enqueued).replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (now - moment).total_seconds())
+    with redis.pipeline(transaction=False) as pipe:
+        for job_id in front:
+            pipe.hget(f"rq:job:{as_text(job_id)}", "enqueued_at")
+        moments = [_utc(as_text(value)) for value in pipe.execute() if value]
+    return max((max(0.0, (now - moment).total_seconds()) for moment in moments), default=0.0)
+
+
+def _utc(moment: str) -> datetime:
+    parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def worker_metrics(redis: Redis) -> Metric:

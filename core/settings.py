@@ -29,10 +29,8 @@ from pydantic import (
     field_validator,
 )
 
+from .queues import ALL_QUEUES, QueueName
 from .redisurl import PLAIN_SCHEMES, is_sentinel_url, parse_sentinel_url, url_password
-
-ALL_QUEUES: tuple[str, ...] = ("geo_q", "analytics_q", "fs_check_q", "event_q", "default_scheduler_q")
-"""Every queue of CONTRACTS.md §1, in the order a worker with no queue named listens to them."""
 
 CONFIG_FILE_VARIABLE = "HDXRQ_CONFIG_FILE"
 MASK = "********"
@@ -62,6 +60,7 @@ def _none_if_blank(value: Any) -> Any:
 StrList = Annotated[tuple[str, ...], BeforeValidator(_split_list)]
 OptionalStr = Annotated[str | None, BeforeValidator(_none_if_blank)]
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_none_if_blank)]
+QueueList = Annotated[tuple[QueueName, ...], BeforeValidator(_split_list)]
 
 
 def env(name: str, *legacy: str) -> Any:
@@ -173,6 +172,7 @@ class Settings(BaseModel):
     tiles_prerender: bool = Field(True, validation_alias=env("HDXRQ_TILES_PRERENDER"))
     tiles_prerender_min_features: int = Field(300, validation_alias=env("HDXRQ_TILES_PRERENDER_MIN_FEATURES"), ge=1)
     tiles_prerender_max_tiles: int = Field(2000, validation_alias=env("HDXRQ_TILES_PRERENDER_MAX_TILES"), ge=0)
+    tiles_prerender_max_sec: float = Field(10.0, validation_alias=env("HDXRQ_TILES_PRERENDER_MAX_SEC"), gt=0)
 
     # --- API process ---
     admin_tokens: Annotated[tuple[SecretStr, ...], BeforeValidator(_split_list)] = Field(
@@ -188,8 +188,8 @@ class Settings(BaseModel):
 
     # --- Workers ---
     worker_ttl: int = Field(600, validation_alias=env("HDX_REDIS_WORKER_TTL"), ge=1)
-    queues: StrList = Field(ALL_QUEUES, validation_alias=env("QUEUES"))
-    run_workers: int = Field(2, validation_alias=env("HDXRQ_RUN_WORKERS"), ge=1)
+    queues: QueueList = Field(ALL_QUEUES, validation_alias=env("QUEUES"))
+    run_workers: int = Field(3, validation_alias=env("HDXRQ_RUN_WORKERS"), ge=1)
     extra_job_modules: StrList = Field((), validation_alias=env("HDXRQ_EXTRA_JOB_MODULES"))
     max_queued_jobs: Annotated[dict[str, int], BeforeValidator(_parse_limits)] = Field(
         {}, validation_alias=env("HDXRQ_MAX_QUEUED_JOBS")
@@ -204,13 +204,15 @@ class Settings(BaseModel):
     log_level: str = Field("INFO", validation_alias=env("HDXRQ_LOG_LEVEL"))
     log_levels: str = Field("", validation_alias=env("HDXRQ_LOG_LEVELS"))
 
-    @field_validator("queues")
+    @field_validator("queues", mode="before")
     @classmethod
-    def _known_queues(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(value) - set(ALL_QUEUES))
-        if unknown:
-            raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
-        return value or ALL_QUEUES
+    def _known_queues(cls, value: Any) -> Any:
+        names = _split_list(value)
+        if isinstance(names, (list, tuple)):
+            unknown = sorted(set(map(str, names)) - set(ALL_QUEUES))
+            if unknown:
+                raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
+        return names or ALL_QUEUES
 
     @field_validator("download_allowlist")
     @classmethod

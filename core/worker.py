@@ -43,11 +43,12 @@ from .errors import HdxError
 from .jobs import HdxJob
 from .logging import JobLogHandler, mask_secrets
 from .metrics import record_job
+from .queues import QueueName
 from .rqscheduler import StandbyScheduler
 
 log = logging.getLogger(__name__)
 
-IN_PROCESS_QUEUES = frozenset({"event_q"})
+IN_PROCESS_QUEUES = frozenset({QueueName.EVENT})
 """Queues whose jobs run without a work horse. A change-event job does 11-20 ms of work; forking a work
 horse for it cost 35-45 ms more (of CPU, on the machine the API shares), a third of the worker's
 throughput. The job is safe to run twice, so a worker killed in the middle of one loses nothing: RQ puts

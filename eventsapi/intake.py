@@ -17,13 +17,13 @@ from rq import Retry
 
 from core import finite
 from core.connections import queue
+from core.queues import QueueName
 
 from .errors import EventRequestError
 
 if TYPE_CHECKING:
     from redis import Redis
 
-EVENT_QUEUE = "event_q"
 REQUEST_KEY_PREFIX = "hdxrq:events:request:"
 """Key prefix (on the RQ Redis) of parked request bodies, deleted once their events are on the stream."""
 REQUEST_TTL_SEC = 7 * 24 * 3600
@@ -82,7 +82,7 @@ def enqueue_change_request(redis: Redis, raw: bytes, event_time: str) -> str:
     """Park the body and queue its detection job; returns the request id (also the job id)."""
     request_id = uuid.uuid4().hex
     with redis.pipeline(transaction=True) as pipe:  # body and job land together, in one round trip
-        queue(EVENT_QUEUE, redis).enqueue_call(
+        queue(QueueName.EVENT, redis).enqueue_call(
             "eventsapi.tasks.publish_change_events",
             args=(request_id, event_time),
             job_id=f"change-events-{request_id}",

@@ -10,6 +10,7 @@ from redis.exceptions import ResponseError
 from rq.utils import as_text
 
 from core.metrics import pending_jobs_source
+from core.queues import QueueName
 
 if TYPE_CHECKING:
     from core.runtime import Runtime
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 fs_check_callbacks_pending = pending_jobs_source(
     "hdxrq_fs_check_callbacks_pending",
     "File-structure-check callbacks to CKAN waiting to be sent or retried",
-    "fs_check_q",
+    QueueName.FS_CHECK,
     ("eventsapi.tasks.send_fs_check_result",),
 )
 

@@ -11,11 +11,12 @@ from typing import Any
 
 from core.auth import Access, Caller, operation
 from core.jobs import check_capacity
+from core.queues import QueueName
 from core.runtime import Runtime
 
 from .errors import EventsDisabled, FsCheckRequestError
-from .intake import EVENT_QUEUE, enqueue_change_request, event_time_now, parse_change_request
-from .tasks import FS_CHECK_QUEUE, enqueue_check
+from .intake import enqueue_change_request, event_time_now, parse_change_request
+from .tasks import enqueue_check
 
 
 @operation(Access.NOTIFIER)
@@ -24,7 +25,7 @@ def accept_change_events(rt: Runtime, caller: Caller, raw: bytes) -> str:
     if not rt.settings.events_api_enabled:
         raise EventsDisabled()
     parse_change_request(raw)
-    check_capacity(rt.settings, rt.redis, EVENT_QUEUE)
+    check_capacity(rt.settings, rt.redis, QueueName.EVENT)
     return f"change-events-{enqueue_change_request(rt.redis, raw, event_time_now())}"
 
 
@@ -38,5 +39,5 @@ def request_file_structure_check(
     history = "" if fs_check_info is None else fs_check_info
     if not isinstance(history, str):
         raise FsCheckRequestError("fs_check_info must be a JSON string of the resource's history list")
-    check_capacity(rt.settings, rt.redis, FS_CHECK_QUEUE)
+    check_capacity(rt.settings, rt.redis, QueueName.FS_CHECK)
     return str(enqueue_check(rt.redis, dataset_id, resource_id, source_info_url, history).id)

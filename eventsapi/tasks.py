@@ -17,6 +17,7 @@ from core import runtime
 from core.connections import queue
 from core.errors import CkanError, CkanUnavailable, ConfigurationError
 from core.progress import report_progress
+from core.queues import QueueName
 from core.retry import CKAN_CALLBACKS
 
 from . import bus, fscheck
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FS_CHECK_QUEUE = "fs_check_q"
 CALLBACK_ACTION = "hdx_fs_check_resource_revise"
 FS_CHECK_RETRY = Retry(max=2, interval=[30, 120])
 """Re-runs a check whose worker died or that raised (the same policy as geopreview imports)."""
@@ -39,7 +39,7 @@ GAVE_UP_CALLBACK_TIMEOUT_SEC = 60
 
 def enqueue_check(redis: Redis, dataset_id: str, resource_id: str, url: str, history: str) -> Job:
     """Queue :func:`check_file_structure` with its retries and its last-attempt callback to CKAN."""
-    return queue(FS_CHECK_QUEUE, redis).enqueue(
+    return queue(QueueName.FS_CHECK, redis).enqueue(
         check_file_structure,
         dataset_id,
         resource_id,
@@ -121,7 +121,7 @@ def _deliver(dataset_id: str, resource_id: str, value: dict[str, Any]) -> None:
         send_fs_check_result(dataset_id, resource_id, value)
     except CkanUnavailable as error:
         log.warning("resource %s: %s; the callback will be retried", resource_id, error.message)
-        queue(FS_CHECK_QUEUE, runtime.current().redis).enqueue(
+        queue(QueueName.FS_CHECK, runtime.current().redis).enqueue(
             "eventsapi.tasks.send_fs_check_result",
             dataset_id,
             resource_id,

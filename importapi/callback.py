@@ -51,8 +51,11 @@ def request_body(resource_id: str, shape_info: dict[str, Any]) -> dict[str, Any]
 
 
 def retry_policy(settings: Settings) -> Retry:
-    """rq ``Retry`` that keeps trying for at least ``HDXRQ_CALLBACK_RETRY_HOURS``."""
-    return CKAN_CALLBACKS.rq_retry(settings.callback_retry_hours * 3600)
+    """rq ``Retry`` that keeps trying for at least ``HDXRQ_CALLBACK_RETRY_HOURS``; a due retry goes to the
+    front of the queue, not behind the imports waiting there."""
+    policy = CKAN_CALLBACKS.rq_retry(settings.callback_retry_hours * 3600)
+    policy.enqueue_at_front = True
+    return policy
 
 
 def deliver(ckan: CkanClient, settings: Settings, resource_id: str, shape_info: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import click
 from core import progress
 from core.errors import HdxError
 from core.postgis import connect
+from core.queues import QueueName
 from core.runtime import Runtime
 
 from . import callback, layers, tasks
@@ -86,4 +87,4 @@ def _send(rt: Runtime, resource_id: str, shape_info: dict[str, Any]) -> None:
         click.echo("callback delivered to CKAN", err=True)
     except HdxError as error:
         tasks.queue_callback(rt, resource_id, shape_info, None)
-        click.echo(f"callback not delivered now ({error.message}); queued for retry on geo_q", err=True)
+        click.echo(f"callback not delivered now ({error.message}); queued for retry on {QueueName.GEO}", err=True)

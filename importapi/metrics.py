@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from core.metrics import pending_jobs_source
+from core.queues import QueueName
 
 callbacks_pending = pending_jobs_source(
     "hdxrq_geopreview_callbacks_pending",
     "Geopreview callbacks to CKAN waiting to be sent or retried",
-    "geo_q",
+    QueueName.GEO,
     ("importapi.tasks.send_callback",),
 )

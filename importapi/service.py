@@ -21,6 +21,7 @@ from core.auth import Access, Caller, operation
 from core.connections import SERIALIZER
 from core.errors import CkanError
 from core.jobs import check_capacity
+from core.queues import QueueName
 from core.runtime import Runtime
 
 from . import layers, tasks
@@ -47,7 +48,7 @@ def request_import(
     """Record the newest request for the resource and make sure one job will import it; the job's id."""
     if not url:
         raise MissingUrl()
-    check_capacity(rt.settings, rt.redis, tasks.QUEUE)
+    check_capacity(rt.settings, rt.redis, QueueName.GEO)
     _, was_active = RequestState(rt.redis, resource_id).submit(dataset_id, url, url_type)
     if not (was_active and _job_pending(rt, resource_id)):  # else the pending job imports the newest request
         tasks.enqueue_import(rt, resource_id)

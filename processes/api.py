@@ -20,8 +20,8 @@ from core.auth import Caller, check_admin
 from core.connections import SERIALIZER, blocking_redis
 from core.errors import BadRequest, HdxError, NotFound
 from core.jobs import QueueFull
+from core.queues import ALL_QUEUES
 from core.runtime import Runtime
-from core.settings import ALL_QUEUES
 from core.version import __version__
 
 from . import status, waits

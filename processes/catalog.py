@@ -20,6 +20,7 @@ import analyticsapi.service
 import eventsapi.service
 import importapi.service
 import scheduler.service
+from core.queues import QueueName
 
 if TYPE_CHECKING:
     from rq.job import Job
@@ -82,7 +83,7 @@ class Process:
     id: str
     title: str
     description: str
-    queue: str
+    queue: QueueName
     inputs: type[Inputs]
     outputs: dict[str, dict[str, Any]]
     submit: Submit
@@ -136,7 +137,7 @@ PROCESSES: tuple[Process, ...] = (
         title="Geopreview import",
         description="Download a GeoJSON, KML, KMZ, zipped Shapefile or GeoPackage, load it into PostGIS as the "
         "resource's layer and report its bounding box and fields to CKAN.",
-        queue="geo_q",
+        queue=QueueName.GEO,
         inputs=GeopreviewImportInputs,
         outputs={"result": {"title": "import outcome", "schema": {"type": "object"}}},
         submit=_submit_import,
@@ -147,7 +148,7 @@ PROCESSES: tuple[Process, ...] = (
         id="change-detection",
         title="Dataset change detection",
         description="Compare two versions of a CKAN dataset and write the change events to the event stream.",
-        queue="event_q",
+        queue=QueueName.EVENT,
         inputs=ChangeDetectionInputs,
         outputs={"result": {"title": "events written", "schema": {"type": "object"}}},
         submit=_submit_change_detection,
@@ -158,7 +159,7 @@ PROCESSES: tuple[Process, ...] = (
         title="File structure check",
         description="Ask the HXL proxy for a spreadsheet's structure, compare it with the last check and report "
         "sheet changes to CKAN.",
-        queue="fs_check_q",
+        queue=QueueName.FS_CHECK,
         inputs=FileStructureCheckInputs,
         outputs={"result": {"title": "check outcome", "schema": {"type": "object"}}},
         submit=_submit_fs_check,
@@ -168,7 +169,7 @@ PROCESSES: tuple[Process, ...] = (
         id="analytics-send",
         title="Analytics event",
         description="Buffer an analytics event for batched delivery to Mixpanel and GA4.",
-        queue="analytics_q",
+        queue=QueueName.ANALYTICS,
         inputs=AnalyticsSendInputs,
         outputs={"result": {"title": "buffered", "schema": {"type": "object"}}},
         submit=_submit_analytics,
@@ -178,7 +179,7 @@ PROCESSES: tuple[Process, ...] = (
         id="ckan-call",
         title="CKAN action call",
         description="Call a CKAN action with the service's token (for recurring calls use the scheduler API).",
-        queue="default_scheduler_q",
+        queue=QueueName.SCHEDULER,
         inputs=CkanCallInputs,
         outputs={"result": {"title": "CKAN's answer: status and duration", "schema": {"type": "object"}}},
         submit=_submit_ckan_call,

@@ -19,7 +19,7 @@ from rq.job import Job, JobStatus
 
 from core.connections import SERIALIZER, queue
 from core.logging import job_log_key
-from core.settings import ALL_QUEUES
+from core.queues import ALL_QUEUES
 
 from .catalog import process_of
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from core.auth import Access, Caller, operation
 from core.jobs import check_capacity
+from core.queues import QueueName
 from core.runtime import Runtime
 
 from . import store
@@ -35,7 +36,7 @@ def add_schedule(rt: Runtime, caller: Caller, body: Any) -> Schedule:
 @operation(Access.ADMIN)
 def call_now(rt: Runtime, caller: Caller, action: str, method: str, api_params: dict[str, Any]) -> str:
     """Call a CKAN action once, as soon as a worker can; the id of the job that makes the call."""
-    check_capacity(rt.settings, rt.redis, store.QUEUE_NAME)
+    check_capacity(rt.settings, rt.redis, QueueName.SCHEDULER)
     body = {"action": action, "method": method, "api_params": api_params, "sch_minutes": 0}
     schedule = add_schedule(rt, caller, body)
     return store.tick_job_id(schedule.id, schedule.spec.first_tick)

@@ -25,6 +25,7 @@ from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job
 
 from core.connections import SERIALIZER, queue
+from core.queues import QueueName
 
 from .schedules import Kind, ScheduleSpec, iso
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-QUEUE_NAME = "default_scheduler_q"
 INDEX_KEY = "hdxrq:scheduler:schedules"
 KEY_PREFIX = "hdxrq:scheduler:schedule:"
 JOB_ID_PREFIX = "hdxrq-schedule-"
@@ -205,7 +205,7 @@ def ensure_tick_job(redis: Redis, schedule: Schedule | None, settings: Settings)
     intervals = list(settings.scheduler_retry_intervals)
     retry = Retry(max=len(intervals), interval=intervals) if intervals else None
     try:
-        queue(QUEUE_NAME, redis).enqueue_at(
+        queue(QueueName.SCHEDULER, redis).enqueue_at(
             datetime.fromtimestamp(schedule.next_tick, UTC),
             TICK_FUNCTION,
             args=(schedule.id, schedule.next_tick),

@@ -11,7 +11,9 @@ database cloned from the ``hdxrq_template`` database that ``./dev.sh`` prepares.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -33,12 +35,23 @@ from core import registry
 from core import runtime as runtime_module
 from core.connections import SERIALIZER, queue
 from core.jobs import HdxJob
+from core.procs import descendants
+from core.queues import ALL_QUEUES
 from core.runtime import Runtime
-from core.settings import ALL_QUEUES, Settings, variable_names
+from core.settings import Settings, variable_names
 from tests.fakes import FakeCkan
 
 ROOT = Path(__file__).resolve().parent.parent
 HDXRQ_PY = str(ROOT / "hdxrq.py")
+
+
+def kill_process_tree(process: subprocess.Popen[Any]) -> None:
+    """SIGKILL a process and everything below it (rq's work horse leads a process group of its own), and reap
+    it: for workers left busy on purpose (a download that hangs) that nothing needs to wait for."""
+    for pid in [*descendants(process.pid), process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
 
 
 def free_port() -> int:

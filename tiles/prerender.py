@@ -5,7 +5,13 @@ every feature (20,000 polygons: ~2.7 MB, close to a second to build), so the fir
 layer would wait on exactly those tiles. After each import a job (:mod:`tiles.tasks`) walks the tile
 pyramid from z0 down, breadth first, and builds every tile whose estimated cost reaches
 ``HDXRQ_TILES_PRERENDER_MIN_FEATURES``; it descends only below such tiles (a child never holds more than
-its parent and its margin), and stops after ``HDXRQ_TILES_PRERENDER_MAX_TILES`` tiles.
+its parent and its margin), and stops after ``HDXRQ_TILES_PRERENDER_MAX_TILES`` tiles, 64 MB stored or
+``HDXRQ_TILES_PRERENDER_MAX_SEC`` seconds, whichever comes first.
+
+The time is the bound that keeps the job from holding its worker: a few large polygons cost as much in
+every tile their box touches, at every zoom (the estimate counts a feature's vertices wherever its box
+reaches), so a 5-feature layer walked 2,000 tiles for 20 s. Breadth first, the tiles built within the time
+are the low-zoom ones a first map view asks for; the others are built on request, as before.
 
 Tiles are built with the attributes a map requests (:meth:`Layer.map_attributes`: what CKAN's map and the
 preview ask for) and stored in ``hdxrq_tiles.prerendered`` under their ETag. The ETag holds the table's
@@ -18,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -38,7 +45,7 @@ STORE = f"{SCHEMA}.prerendered"
 VERTICES_PER_FEATURE = 32
 """Cost model: one feature costs about as much to build as 32 vertices (measured on PostGIS 3.3)."""
 STATEMENT_TIMEOUT_MS = 300_000
-"""A background build may take long; it must not run forever."""
+"""A background build may take long; it must not run forever (the job's time left bounds it further)."""
 
 _CREATE_STORE = (
     f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
@@ -63,7 +70,7 @@ WHERE t.{geom} && ST_MakeEnvelope(%s, %s, %s, %s, 4326)
 
 MAX_STORED_BYTES = 64 * 1024 * 1024
 """Stop a layer's prerender once this much is stored: one huge feature (or a huge attribute) makes every tile
-it touches cost the same at every zoom, and would otherwise fill the store and hold geo_q for minutes."""
+it touches cost the same at every zoom, and would otherwise fill the store and hold its worker for minutes."""
 
 
 @dataclass
@@ -78,7 +85,8 @@ class PrerenderReport:
     deepest_zoom: int | None = None
     seconds: float = 0.0
     state: str = "done"
-    """``done``; ``superseded`` when the layer was re-imported meanwhile (that import queues its own run)."""
+    """``done``; ``time-limit`` when ``HDXRQ_TILES_PRERENDER_MAX_SEC`` ran out first; ``superseded`` when the
+    layer was re-imported meanwhile (that import queues its own run)."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -100,9 +108,13 @@ def forget_layer(conn: psycopg.Connection, layer_id: str) -> None:
         conn.execute(f"DELETE FROM {STORE} WHERE layer_id = %s", (layer_id,))
 
 
-def prerender(conn: psycopg.Connection, layer: Layer, settings: Settings) -> PrerenderReport:
-    """Build and store the expensive tiles of ``layer`` (an autocommit connection); safe to run twice."""
-    started = time.perf_counter()
+def prerender(
+    conn: psycopg.Connection, layer: Layer, settings: Settings, clock: Callable[[], float] = time.monotonic
+) -> PrerenderReport:
+    """Build and store the expensive tiles of ``layer`` (an autocommit connection) for at most
+    ``HDXRQ_TILES_PRERENDER_MAX_SEC`` by ``clock``; safe to run twice."""
+    started = clock()
+    deadline = started + settings.tiles_prerender_max_sec
     report = PrerenderReport(layer.layer_id, layer.generation)
     ensure_store(conn)
     discard_stale(conn, layer)
@@ -116,22 +128,32 @@ def prerender(conn: psycopg.Connection, layer: Layer, settings: Settings) -> Pre
         and report.stored + report.already_stored < settings.tiles_prerender_max_tiles
         and report.stored_bytes < MAX_STORED_BYTES
     ):
+        left_ms = int((deadline - clock()) * 1000)
+        if left_ms <= 0:
+            report.state = "time-limit"
+            break
         tile = frontier.popleft()
         if misses_extent(tile, extent) or tile_cost(conn, layer, geometry, tile) < min_cost:
             continue
         etag = tile_etag(layer, geometry, attributes, tile)
         if is_stored(conn, etag):
             report.already_stored += 1
-        elif (size := _build_and_store(conn, layer, geometry, attributes, tile, etag)) is None:
-            report.state = "superseded"
-            break
         else:
+            timeout_ms = min(left_ms, STATEMENT_TIMEOUT_MS)
+            try:
+                size = _build_and_store(conn, layer, geometry, attributes, tile, etag, timeout_ms)
+            except psycopg.errors.QueryCanceled:  # the time ran out while this tile was being built
+                report.state = "time-limit"
+                break
+            if size is None:
+                report.state = "superseded"
+                break
             report.stored += 1
             report.stored_bytes += size
         report.deepest_zoom = tile.z
         if tile.z < settings.tiles_max_zoom:
             frontier.extend(tile.children())
-    report.seconds = round(time.perf_counter() - started, 3)
+    report.seconds = round(clock() - started, 3)
     return report
 
 
@@ -167,11 +189,18 @@ def is_stored(conn: psycopg.Connection, etag: str) -> bool:
 
 
 def _build_and_store(
-    conn: psycopg.Connection, layer: Layer, geometry: Column, attributes: list[Column], tile: TileAddress, etag: str
+    conn: psycopg.Connection,
+    layer: Layer,
+    geometry: Column,
+    attributes: list[Column],
+    tile: TileAddress,
+    etag: str,
+    timeout_ms: int,
 ) -> int | None:
-    """Build one tile and store it: its size; None (nothing stored) when the layer was re-imported since ``layer``."""
+    """Build one tile and store it: its size; None (nothing stored) when the layer was re-imported since ``layer``.
+    A build longer than ``timeout_ms`` raises :class:`psycopg.errors.QueryCanceled` and stores nothing."""
     with conn.transaction():
-        conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        conn.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
         started = time.perf_counter()
         body = render_tile(conn, layer, geometry, attributes, tile)
         build_ms = (time.perf_counter() - started) * 1000

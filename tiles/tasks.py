@@ -1,9 +1,14 @@
 """Job functions of the tiles slice: prerendering a freshly imported layer's expensive tiles.
 
 After a successful import the importapi slice calls :func:`layer_imported` (a listener registered in
-``tiles/__init__.py``); it queues :func:`prerender_layer` on ``geo_q`` (the geopreview queue), so the first
-map view of a dense layer is served from storage instead of waiting a second for a low-zoom tile. Until
-the job has run, tiles are built on request as before.
+``tiles/__init__.py``); it queues :func:`prerender_layer` on ``tiles_q``, so the first map view of a dense
+layer is served from storage instead of waiting a second for a low-zoom tile. Until the job has run, tiles
+are built on request as before.
+
+``tiles_q`` is a lane of its own (:mod:`core.queues`): the geo workers take it after ``geo_q``, so a
+prerender never runs while an import or a callback to CKAN waits, and it stops after
+``HDXRQ_TILES_PRERENDER_MAX_SEC`` (:func:`tiles.prerender.prerender`), which bounds how long an import
+arriving meanwhile waits for the worker.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from rq import Retry
 
 from core import runtime
 from core.connections import queue
+from core.queues import QueueName
 from core.runtime import Runtime
 
 from .errors import UnknownLayer
@@ -24,8 +30,8 @@ from .prerender import prerender
 
 log = logging.getLogger(__name__)
 
-QUEUE = "geo_q"
-PRERENDER_TIMEOUT_SEC = 3600
+PRERENDER_TIMEOUT_MARGIN_SEC = 300
+"""rq's time limit of the job beyond its own time bound: the store's clean-up, the layer's extent, one cost query."""
 PRERENDER_RETRY = Retry(max=2, interval=[60, 300])
 """A worker killed mid-run: the job runs again and skips the tiles already stored."""
 
@@ -35,10 +41,10 @@ def layer_imported(rt: Runtime, layer_id: str) -> None:
     if not rt.settings.tiles_prerender:
         return
     try:
-        queue(QUEUE, rt.redis).enqueue(
+        queue(QueueName.TILES, rt.redis).enqueue(
             prerender_layer,
             layer_id,
-            job_timeout=PRERENDER_TIMEOUT_SEC,
+            job_timeout=int(rt.settings.tiles_prerender_max_sec) + PRERENDER_TIMEOUT_MARGIN_SEC,
             retry=PRERENDER_RETRY,
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,

@@ -39,6 +39,17 @@ def test_queue_depth_and_age(client: FlaskClient, runtime: Runtime) -> None:
     assert value(samples, "hdxrq_queue_jobs", queue="analytics_q") == 0
     assert value(samples, "hdxrq_queue_oldest_job_age_seconds", queue="geo_q") >= 0
     assert value(samples, "hdxrq_queue_oldest_job_age_seconds", queue="event_q") == 0
+    assert value(samples, "hdxrq_queue_jobs", queue="tiles_q") == 0  # hdxrq's own queue is counted too
+
+
+def test_the_oldest_job_is_found_behind_jobs_queued_at_the_front(client: FlaskClient, runtime: Runtime) -> None:
+    waiting = queue("geo_q", runtime.redis).enqueue("tests.jobs.record", "k", "import")
+    runtime.redis.hset(waiting.key, "enqueued_at", "2026-01-01T00:00:00.000000Z")  # it has waited for months
+    queue("geo_q", runtime.redis).enqueue("tests.jobs.record", "k", "callback", at_front=True)
+
+    samples = scrape(client)
+
+    assert value(samples, "hdxrq_queue_oldest_job_age_seconds", queue="geo_q") > 30 * 24 * 3600
 
 
 def test_job_outcomes_and_durations_from_a_real_worker(

@@ -8,8 +8,8 @@ import sys
 from collections import Counter
 
 from core.connections import queue
+from core.queues import ALL_QUEUES
 from core.runtime import Runtime
-from core.settings import ALL_QUEUES
 from tests.conftest import HDXRQ_PY, ROOT
 
 JOBS = 240

@@ -18,6 +18,7 @@ import httpx
 from rq import Worker
 
 from core.connections import SERIALIZER, queue
+from core.queues import LANES
 from core.runtime import Runtime
 from processes import waits
 from tests.conftest import HDXRQ_PY, ROOT, free_port
@@ -134,14 +135,16 @@ def unix_socket_names(pids: set[int]) -> set[str]:
 
 def test_run_starts_api_and_workers_and_ctrl_c_stops_them_all(settings_env: dict[str, str], runtime: Runtime) -> None:
     port = free_port()
-    with hdxrq(settings_env, "run", "--port", str(port), "--workers", "2") as run:
+    with hdxrq(settings_env, "run", "--port", str(port)) as run:
         assert run.stderr is not None
         read_until(run.stderr, "spawned uWSGI worker", "started with PID", "started with PID")
         assert httpx.get(f"http://127.0.0.1:{port}/version", timeout=10).status_code == 200
 
         queue("event_q", runtime.redis).enqueue("tests.jobs.record", "run-marker", "done")
         assert runtime.redis.blpop(["run-marker"], timeout=60) == (b"run-marker", b"done")
-        assert len(Worker.all(connection=runtime.redis, serializer=SERIALIZER)) == 2
+        # One worker per lane (HDXRQ_RUN_WORKERS, 3): each takes its lane's queues in the lane's order.
+        workers = wait_until(lambda: _registered_workers(runtime, 3), what="three workers registered")
+        assert sorted(worker.queue_names() for worker in workers) == sorted(list(lane.queues) for lane in LANES)
 
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=60) == 0
@@ -149,6 +152,11 @@ def test_run_starts_api_and_workers_and_ctrl_c_stops_them_all(settings_env: dict
     assert Worker.all(connection=runtime.redis, serializer=SERIALIZER) == []
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0  # the API is gone too
+
+
+def _registered_workers(runtime: Runtime, count: int) -> list[Worker] | None:
+    workers = Worker.all(connection=runtime.redis, serializer=SERIALIZER)
+    return workers if len(workers) == count else None
 
 
 def test_sigterm_lets_in_flight_requests_finish(settings_env: dict[str, str], runtime: Runtime) -> None:

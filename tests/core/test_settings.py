@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import ALL_QUEUES, MASK, Settings, SettingsError
+from core.queues import ALL_QUEUES, QueueName
+from core.settings import MASK, Settings, SettingsError
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -16,6 +17,9 @@ def test_defaults_follow_the_contract() -> None:
     assert settings.user_agent == "HDXINTERNAL_GEOPREVIEW"
     assert settings.monitor_url == "/monitor"
     assert settings.queues == ALL_QUEUES
+    assert settings.queues[:5] == ("geo_q", "analytics_q", "fs_check_q", "event_q", "default_scheduler_q")
+    assert settings.queues[5:] == ("tiles_q",)  # hdxrq's own, last
+    assert Settings.from_env({"QUEUES": "tiles_q event_q"}).queues == (QueueName.TILES, QueueName.EVENT)
     assert settings.events_api_enabled is True
 
 

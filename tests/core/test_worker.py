@@ -12,8 +12,8 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from core.connections import SERIALIZER, queue
+from core.queues import ALL_QUEUES
 from core.runtime import Runtime
-from core.settings import ALL_QUEUES
 from tests.conftest import HDXRQ_PY, ROOT
 
 RunCommand = Callable[..., subprocess.CompletedProcess[str]]
@@ -73,7 +73,7 @@ def test_an_event_job_killed_with_its_worker_is_run_again(runtime: Runtime, sett
     assert Job.fetch(job.id, connection=runtime.redis, serializer=SERIALIZER).get_status() in ("queued", "scheduled")
 
 
-def test_with_no_queue_named_a_worker_listens_on_all_five(runtime: Runtime, worker_process: RunCommand) -> None:
+def test_with_no_queue_named_a_worker_listens_on_every_queue(runtime: Runtime, worker_process: RunCommand) -> None:
     for name in ALL_QUEUES:
         queue(name, runtime.redis).enqueue("tests.jobs.record", "seen", name)
 

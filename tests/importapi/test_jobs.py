@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -14,10 +15,12 @@ from rq.job import Job
 from core.auth import OPERATOR
 from core.connections import SERIALIZER, queue
 from core.errors import CkanUnavailable
+from core.queues import QueueName
 from importapi import service, tasks
 from importapi.callback import CallbackNotAccepted, retry_policy
 from importapi.errors import ImportSuperseded
 from importapi.pipeline import run_import
+from tests.conftest import HDXRQ_PY, ROOT, kill_process_tree
 from tests.fakes import FakeCkan, Reply, json_reply
 
 from .conftest import ACCEPTED, feature, geojson, polygon
@@ -104,7 +107,37 @@ def test_callback_job_is_durable_with_backoff_for_the_configured_window(runtime,
     job = Job.fetch("geopreview-callback-r1-4", connection=runtime.redis, serializer=SERIALIZER)
     policy = retry_policy(settings)
     assert job.retries_left == policy.max and job.retry_intervals == policy.intervals
+    assert job.enqueue_at_front_on_retry  # a due retry does not wait behind the imports either
+    assert queue(QueueName.GEO, runtime.redis).job_ids[0] == job.id
     assert sum(policy.intervals[:-1]) + policy.intervals[-1] * (policy.max - len(policy.intervals) + 1) >= 24 * 3600
+
+
+def test_a_finished_imports_callback_goes_out_while_other_imports_wait(
+    client, serve, fake_ckan, runtime, settings_env
+) -> None:
+    """One geo worker, an import that finishes and three whose downloads hang: the first one's callback goes
+    out before the next import starts (it is queued at the front of geo_q), not after the three."""
+    finished, _ = new_resource()
+    request(client, finished, serve("one.geojson", ONE))
+    waiting = [new_resource()[0] for _ in range(3)]
+    for resource_id in waiting:
+        request(client, resource_id, serve("hangs.geojson", Reply(stall=True)))
+    env = {"PATH": os.environ["PATH"], **settings_env, "HDXRQ_DOWNLOAD_READ_TIMEOUT_SEC": "600"}
+    worker = subprocess.Popen(
+        [sys.executable, HDXRQ_PY, "worker", "--lane", "geo"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        [call] = fake_ckan.wait_for_action("hdx_resource_update_metadata", timeout=60)
+        still_queued = set(queue(QueueName.GEO, runtime.redis).job_ids)
+    finally:
+        kill_process_tree(worker)  # it hangs in the second import's download by design
+
+    assert call.json()["id"] == finished and json.loads(call.json()["shape_info"])["state"] == "success"
+    assert {tasks.import_job_id(resource_id) for resource_id in waiting[1:]} <= still_queued
 
 
 def test_delete_one_layer_is_idempotent(client, serve, settings, pg) -> None:

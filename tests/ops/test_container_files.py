@@ -21,10 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from core.settings import ALL_QUEUES, variable_names
+from core.queues import ALL_QUEUES, LANES
+from core.settings import variable_names
 
 ROOT = Path(__file__).resolve().parents[2]
-HDXRQ_SERVICES = ("api", "worker", "scheduler")
+HDXRQ_SERVICES = ("api", "worker", "events", "analytics")
+WORKER_SERVICES = {"worker": "geo", "events": "events", "analytics": "analytics"}
 SECRET_WORDS = ("PASS", "KEY", "TOKEN", "SECRET")
 BUILD_TOOLS = ("gcc", "g++", "clang", "build-essential", "make", "nodejs", "npm", "node", "pytest", "ruff", "mypy")
 
@@ -193,11 +195,9 @@ def test_hdxrq_services_set_only_real_settings(compose: dict[str, Any]) -> None:
             assert variable.removesuffix("_FILE") in known, f"{name}: {variable} is not a setting"
 
 
-def test_workers_and_the_scheduler_cover_every_queue(compose: dict[str, Any]) -> None:
-    queues: set[str] = set()
-    for name in ("worker", "scheduler"):
+def test_the_workers_are_the_lanes_run_starts_and_cover_every_queue(compose: dict[str, Any]) -> None:
+    for name, lane in WORKER_SERVICES.items():
         command = compose["services"][name]["command"]
-        assert command[:3] == ["python", "hdxrq.py", "worker"] and "--with-scheduler" in command, name
-        queues.update(word for word in command[3:] if not word.startswith("-"))
-    assert queues == set(ALL_QUEUES)
-    assert compose["services"]["scheduler"]["command"][-1] == "default_scheduler_q"
+        assert command == ["python", "hdxrq.py", "worker", "--with-scheduler", "--lane", lane], name
+    assert sorted(WORKER_SERVICES.values()) == sorted(lane.name for lane in LANES)
+    assert {name for lane in LANES for name in lane.queues} == set(ALL_QUEUES)

@@ -35,7 +35,7 @@ from rq.utils import parse_composite_key
 from core import orphans, procs
 from core.connections import SERIALIZER, queue
 from core.procs import descendants
-from core.settings import ALL_QUEUES
+from core.queues import ALL_QUEUES
 from tests.conftest import HDXRQ_PY, ROOT, free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

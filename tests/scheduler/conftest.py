@@ -19,8 +19,8 @@ from rq.registry import ScheduledJobRegistry
 from rq.scheduler import RQScheduler
 
 from core.connections import SERIALIZER
+from core.queues import QueueName
 from core.runtime import Runtime
-from scheduler.store import QUEUE_NAME
 from tests.conftest import HDXRQ_PY, ROOT
 
 
@@ -35,18 +35,18 @@ class SchedulerClock:
         """Move every scheduled job due at ``at`` onto its queue (rq's own ``enqueue_scheduled_jobs``)."""
         with self.monkeypatch.context() as patch:
             patch.setattr(rq.scheduler, "current_timestamp", lambda: int(at.timestamp()))
-            scheduler = RQScheduler([QUEUE_NAME], connection=self.runtime.redis, serializer=SERIALIZER)
-            scheduler.prepare_registries([QUEUE_NAME])
+            scheduler = RQScheduler([QueueName.SCHEDULER], connection=self.runtime.redis, serializer=SERIALIZER)
+            scheduler.prepare_registries([QueueName.SCHEDULER])
             scheduler.enqueue_scheduled_jobs()
 
     def make_due_now(self, job_id: str) -> None:
         """Move a scheduled job to now: what waiting for its time would do, minus the waiting."""
-        registry = ScheduledJobRegistry(QUEUE_NAME, connection=self.runtime.redis, serializer=SERIALIZER)
+        registry = ScheduledJobRegistry(QueueName.SCHEDULER, connection=self.runtime.redis, serializer=SERIALIZER)
         registry.schedule(Job.fetch(job_id, connection=self.runtime.redis, serializer=SERIALIZER), datetime.now(UTC))
 
     def pending_job_ids(self) -> list[str]:
         """Ids of the jobs waiting in rq's scheduled registry of ``default_scheduler_q``."""
-        registry = ScheduledJobRegistry(QUEUE_NAME, connection=self.runtime.redis, serializer=SERIALIZER)
+        registry = ScheduledJobRegistry(QueueName.SCHEDULER, connection=self.runtime.redis, serializer=SERIALIZER)
         return registry.get_job_ids()
 
 

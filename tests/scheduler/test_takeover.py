@@ -21,14 +21,14 @@ from rq.scheduler import RQScheduler
 from rq.utils import as_text
 
 from core import procs
+from core.queues import QueueName
 from core.runtime import Runtime
-from scheduler import store
 from tests.fakes import FakeCkan
 from tests.waiting import wait_until
 
 from .conftest import SchedulerClock
 
-LOCK = RQScheduler.get_locking_key(store.QUEUE_NAME)
+LOCK = RQScheduler.get_locking_key(QueueName.SCHEDULER)
 RESUME_WITHIN_SEC = 30
 
 
@@ -54,7 +54,7 @@ def test_scheduled_work_resumes_within_30s_after_the_scheduler_holder_is_sigkill
 ) -> None:
     add_job(action="status_show", sch_minutes=10, api_params={"id": "after the kill"})
     [job_id] = clock.pending_job_ids()
-    workers = background_workers(2, "--with-scheduler", store.QUEUE_NAME)
+    workers = background_workers(2, "--with-scheduler", QueueName.SCHEDULER)
     holding = wait_until(lambda: scheduler_of(runtime), what="a worker's scheduler to hold the lock")
     parents = procs.parent_pids()
     [holder] = [worker for worker in workers if parents.get(holding.pid) == worker.pid]

@@ -16,14 +16,18 @@ from flask import Flask
 from app.factory import create_app
 from core import runtime as runtime_module
 from core.auth import OPERATOR
+from core.connections import queue
+from core.queues import QueueName
 from core.runtime import Runtime
 from core.settings import Settings
 from importapi import layers as import_layers
 from importapi import service as import_service
+from tests.conftest import pg_connect
 from tests.fakes import FakeCkan, FakeService, Reply
 from tests.tiles.samples import load_layer, polygon_features
 from tiles import tasks
-from tiles.prerender import STORE
+from tiles.layers import load_layer as load_tile_layer
+from tiles.prerender import STORE, ensure_store, prerender
 
 ALL_FIELDS = 'ogc_fid,"name",population,"share"'
 
@@ -69,6 +73,13 @@ def new_layer_id() -> str:
     return "pre_" + uuid.uuid4().hex
 
 
+def squares_layer(postgis_db: str, tmp_path: Path) -> str:
+    """A new layer of the six sample squares; its id."""
+    layer = new_layer_id()
+    load_layer(postgis_db, layer, polygon_features(), tmp_path)
+    return layer
+
+
 def test_expensive_tiles_are_prerendered_and_served_from_the_store(
     tiles_app, burst_worker, pg: psycopg.Connection, postgis_db: str, tmp_path: Path
 ) -> None:
@@ -76,7 +87,7 @@ def test_expensive_tiles_are_prerendered_and_served_from_the_store(
     layer = new_layer_id()
     load_layer(postgis_db, layer, polygon_features(), tmp_path)
     tasks.layer_imported(runtime, layer)
-    assert burst_worker("geo_q")
+    assert burst_worker("tiles_q")
 
     # Six squares, one degree apart: tiles hold all six down to z4; at z5 they fall into separate tiles.
     rows = stored(pg, layer)
@@ -101,8 +112,7 @@ def test_prerender_stops_at_the_tile_budget_and_runs_twice_safely(
     tiles_app, pg: psycopg.Connection, postgis_db: str, tmp_path: Path
 ) -> None:
     runtime, _ = tiles_app(HDXRQ_TILES_PRERENDER_MIN_FEATURES="1", HDXRQ_TILES_PRERENDER_MAX_TILES="3")
-    layer = new_layer_id()
-    load_layer(postgis_db, layer, polygon_features(), tmp_path)
+    layer = squares_layer(postgis_db, tmp_path)
 
     first = tasks.prerender_layer(layer)
     second = tasks.prerender_layer(layer)
@@ -110,6 +120,48 @@ def test_prerender_stops_at_the_tile_budget_and_runs_twice_safely(
     assert (first["stored"], first["already_stored"], first["state"]) == (3, 0, "done")
     assert (second["stored"], second["already_stored"]) == (0, 3)
     assert [row[:3] for row in stored(pg, layer)] == [(0, 0, 0), (1, 1, 0), (2, 2, 1)]
+
+
+def test_prerender_stops_when_its_time_is_up(
+    tiles_app, pg: psycopg.Connection, postgis_db: str, tmp_path: Path
+) -> None:
+    """``HDXRQ_TILES_PRERENDER_MAX_SEC`` bounds the job. On a clock where every stored tile takes one second,
+    2.5 s leave time for three tiles, the lowest zooms first."""
+    runtime, _ = tiles_app(HDXRQ_TILES_PRERENDER_MIN_FEATURES="1", HDXRQ_TILES_PRERENDER_MAX_SEC="2.5")
+    layer = squares_layer(postgis_db, tmp_path)
+    ensure_store(pg)
+
+    def tiles_stored() -> float:
+        return float(len(stored(pg, layer)))
+
+    with runtime.postgis.connection() as conn:
+        report = prerender(conn, load_tile_layer(conn, layer), runtime.settings, clock=tiles_stored)
+
+    assert (report.stored, report.state, report.seconds) == (3, "time-limit", 3.0)
+    assert [row[:3] for row in stored(pg, layer)] == [(0, 0, 0), (1, 1, 0), (2, 2, 1)]
+
+
+def test_a_tile_build_gets_only_the_time_left(
+    tiles_app, pg: psycopg.Connection, postgis_db: str, tmp_path: Path
+) -> None:
+    """A tile still being built when the time is up is cancelled by PostgreSQL and stores nothing."""
+    runtime, _ = tiles_app(HDXRQ_TILES_PRERENDER_MIN_FEATURES="1", HDXRQ_TILES_PRERENDER_MAX_SEC="10")
+    layer = squares_layer(postgis_db, tmp_path)
+    moments = iter([0.0, 9.8])  # the start; 200 ms left when the first tile is built
+    with pg_connect(postgis_db) as locker:
+
+        def clock() -> float:
+            moment = next(moments, 10.0)
+            if moment == 9.8:  # from here on the store takes no row: the tile's INSERT waits for the lock
+                locker.execute(f"LOCK TABLE {STORE} IN EXCLUSIVE MODE")
+            return moment
+
+        with runtime.postgis.connection() as conn:
+            report = prerender(conn, load_tile_layer(conn, layer), runtime.settings, clock=clock)
+        locker.rollback()
+
+    assert (report.stored, report.state) == (0, "time-limit")
+    assert stored(pg, layer) == []
 
 
 def test_cheap_layers_store_nothing(tiles_app, pg: psycopg.Connection, postgis_db: str, tmp_path: Path) -> None:
@@ -173,6 +225,11 @@ def test_import_job_queues_the_prerender(
 
     [call] = fake_ckan.action_calls("hdx_resource_update_metadata")
     assert json.loads(call.json()["shape_info"])["state"] == "success"
+    # The prerender waits in a lane of its own, after the import and its callback.
+    [prerender] = queue(QueueName.TILES, runtime.redis).get_jobs()
+    assert prerender.func_name == "tiles.tasks.prerender_layer" and prerender.args == [layer]
+    assert stored(pg, layer) == []
+    assert burst_worker("tiles_q")
     assert [row[:3] for row in stored(pg, layer)][0] == (0, 0, 0)
     body = app.test_client().get(f"/gis/{layer}/0/0/0.pbf?fields={ALL_FIELDS}").data
     assert sorted(features_of(body, layer)) == [1, 2, 3, 4, 5, 6]
@@ -181,4 +238,4 @@ def test_import_job_queues_the_prerender(
 def test_prerender_can_be_switched_off(tiles_app, burst_worker, postgis_db: str, tmp_path: Path) -> None:
     runtime, _ = tiles_app(HDXRQ_TILES_PRERENDER="false")
     tasks.layer_imported(runtime, new_layer_id())
-    assert not burst_worker("geo_q")
+    assert not burst_worker("tiles_q")

@@ -44,7 +44,7 @@ def send_analytics() -> tuple[Response, int]:
     try:
         payload = request.get_json(silent=True)
     except RequestEntityTooLarge:
-        answer = service.failure(f"The request body is larger than {runtime.settings.max_request_mb} MB", 413)
+        answer = service.failure(f"The request body is larger than {runtime.settings.api.max_request_mb} MB", 413)
     else:
         answer = service.accept_event(runtime, caller, payload)
     response = jsonify(answer.body)

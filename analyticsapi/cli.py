@@ -12,6 +12,7 @@ from core.runtime import Runtime
 
 from . import buffer
 from . import drain as _drain
+from .settings import AnalyticsSettings
 
 
 @click.group("analytics")
@@ -33,7 +34,7 @@ def status(runtime: Runtime) -> None:
 @click.pass_obj
 def drain(runtime: Runtime) -> None:
     """Queue a delivery run on analytics_q now (a worker runs it)."""
-    job_id = _drain.enqueue_drain(runtime.redis, runtime.settings, trigger="cli")
+    job_id = _drain.enqueue_drain(runtime.redis, AnalyticsSettings.of(runtime.settings), trigger="cli")
     click.echo(f"queued {job_id}")
 
 
@@ -70,7 +71,7 @@ def replay(runtime: Runtime, limit: int | None, sink: str | None) -> None:
     """Put dead-lettered events back in the buffer (same $insert_id) and queue a delivery run."""
     moved = buffer.replay_dead_letters(runtime.redis, limit, sink)
     if moved:
-        _drain.enqueue_drain(runtime.redis, runtime.settings, trigger="replay")
+        _drain.enqueue_drain(runtime.redis, AnalyticsSettings.of(runtime.settings), trigger="replay")
     click.echo(f"replayed {moved} event(s)")
 
 

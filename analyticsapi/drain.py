@@ -69,9 +69,8 @@ if TYPE_CHECKING:
     from redis.commands.core import Script
     from redis.lock import Lock
 
-    from core.settings import Settings
-
     from .events import AnalyticsEvent
+    from .settings import AnalyticsSettings
 
 log = logging.getLogger(__name__)
 
@@ -127,16 +126,16 @@ def _append_script(redis: Redis) -> Script:
     return redis.register_script(_APPEND)
 
 
-def job_timeout(settings: Settings) -> int:
+def job_timeout(config: AnalyticsSettings) -> int:
     """RQ timeout of a drain: its time budget plus one last batch (HTTP timeout) and the lease."""
-    return int(settings.analytics_drain_budget_sec + 2 * settings.analytics_http_timeout_sec + 60)
+    return int(config.drain_budget_sec + 2 * config.http_timeout_sec + 60)
 
 
-def enqueue_drain(redis: Redis, settings: Settings, *, trigger: str = "request", delay: float = 0.0) -> str:
+def enqueue_drain(redis: Redis, config: AnalyticsSettings, *, trigger: str = "request", delay: float = 0.0) -> str:
     """Enqueue one drain job (after ``delay`` seconds); return its id."""
     q = queue(QueueName.ANALYTICS, redis)
     options = {
-        "job_timeout": job_timeout(settings),
+        "job_timeout": job_timeout(config),
         "result_ttl": JOB_RESULT_TTL_SEC,
         "failure_ttl": JOB_FAILURE_TTL_SEC,
         "description": f"analytics delivery ({trigger})",
@@ -149,12 +148,12 @@ def enqueue_drain(redis: Redis, settings: Settings, *, trigger: str = "request",
     return str(job.id)
 
 
-def request_drain(redis: Redis, settings: Settings, *, force: bool = False) -> bool:
+def request_drain(redis: Redis, config: AnalyticsSettings, *, force: bool = False) -> bool:
     """Enqueue a drain unless one is already waiting or running (``force``: in any case); return whether
     this call enqueued it."""
     if not redis.set(REQUESTED_KEY, "1", nx=not force, ex=REQUEST_TTL_SEC):
         return False
-    enqueue_drain(redis, settings)
+    enqueue_drain(redis, config)
     return True
 
 
@@ -175,7 +174,7 @@ def drain_finished(redis: Redis) -> None:
     redis.delete(REQUESTED_KEY)
 
 
-def schedule_tick(redis: Redis, settings: Settings, delay: float, *, now: float | None = None) -> bool:
+def schedule_tick(redis: Redis, config: AnalyticsSettings, delay: float, *, now: float | None = None) -> bool:
     """Make sure a drain runs within ``delay`` seconds; return whether a new tick was scheduled.
 
     A tick already due sooner is kept; an earlier one replaces the flag (an extra drain is harmless).
@@ -186,8 +185,8 @@ def schedule_tick(redis: Redis, settings: Settings, delay: float, *, now: float 
     if current is not None and float(current) <= due + 1.0:
         return False
     # The flag outlives its tick a little: if the tick job is lost, the next drain schedules another.
-    redis.set(TICK_KEY, repr(due), ex=int(delay) + job_timeout(settings) + 60)
-    enqueue_drain(redis, settings, trigger="tick", delay=delay)
+    redis.set(TICK_KEY, repr(due), ex=int(delay) + job_timeout(config) + 60)
+    enqueue_drain(redis, config, trigger="tick", delay=delay)
     return True
 
 
@@ -204,7 +203,7 @@ def tick_started(redis: Redis, now: float | None = None) -> None:
 
 def run_drain(
     redis: Redis,
-    settings: Settings,
+    config: AnalyticsSettings,
     trigger_name: str = "request",
     *,
     clock: Callable[[], float] = time.monotonic,
@@ -217,7 +216,7 @@ def run_drain(
     """
     if trigger_name == "tick":
         tick_started(redis)
-    delivery = Delivery.for_settings(redis, settings, clock=delivery_clock)
+    delivery = Delivery.for_settings(redis, config, clock=delivery_clock)
     drain_running(redis, delivery.lease_sec)
     report = None
     try:
@@ -226,8 +225,8 @@ def run_drain(
         delivery.close()
         # Even after a failure (Redis hiccup, bug) a tick comes back: buffered events never sit forever.
         come_back = report.come_back_in if report is not None else None
-        schedule_tick(redis, settings, come_back if come_back is not None else settings.analytics_tick_sec)
-    hand_over(redis, settings, report)
+        schedule_tick(redis, config, come_back if come_back is not None else config.tick_sec)
+    hand_over(redis, config, report)
     if report.busy():
         log.info("analytics drain: delivered %s, dead-lettered %s", report.delivered, report.dead_lettered)
     return report.as_dict()
@@ -239,15 +238,15 @@ def _deliver_while_busy(
     """Pass after pass until no event came for the idle window (and no batch is held), the budget ends,
     or nothing is ours to send. Each pass after the first costs a few Redis round trips; a new drain job
     would cost a fork."""
-    settings = delivery.settings
-    deadline = clock() + settings.analytics_drain_budget_sec
+    config = delivery.config
+    deadline = clock() + config.drain_budget_sec
     total = DrainReport()
-    idle_until = clock() + settings.analytics_drain_idle_sec
+    idle_until = clock() + config.drain_idle_sec
     while True:
         report = delivery.run(deadline=delivery.clock() + max(0.0, deadline - clock()))
         total.merge(report)
         if report.busy():
-            idle_until = clock() + settings.analytics_drain_idle_sec
+            idle_until = clock() + config.drain_idle_sec
         now = clock()
         if not report.active or report.more or now >= deadline:
             return total
@@ -257,7 +256,7 @@ def _deliver_while_busy(
         sleep(POLL_SEC if report.held_for is None else max(MIN_SLEEP_SEC, min(POLL_SEC, report.held_for)))
 
 
-def hand_over(redis: Redis, settings: Settings, report: DrainReport) -> None:
+def hand_over(redis: Redis, config: AnalyticsSettings, report: DrainReport) -> None:
     """After delivering: clear the flag, then request the next drain for anything still unread.
 
     A drain that held no lease leaves the flag to the drain that holds one (or to its expiry).
@@ -266,7 +265,7 @@ def hand_over(redis: Redis, settings: Settings, report: DrainReport) -> None:
         return
     drain_finished(redis)
     if report.more or any(SinkBuffer(redis, sink).has_unread() for sink in report.active):
-        request_drain(redis, settings)
+        request_drain(redis, config)
 
 
 # --- One pass: lease → claim → linger → send → ack | back off | dead-letter --------------------------
@@ -353,35 +352,35 @@ class Delivery:
     def __init__(
         self,
         redis: Redis,
-        settings: Settings,
+        config: AnalyticsSettings,
         senders: list[Sender],
         *,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.redis = redis
-        self.settings = settings
+        self.config = config
         self.senders = senders
         self.clock = clock
         self.rng = rng
-        self.policy = RetryPolicy(settings.analytics_retry_base_sec, settings.analytics_retry_max_sec)
-        self.linger_sec = settings.analytics_linger_ms / 1000
+        self.policy = RetryPolicy(config.retry_base_sec, config.retry_max_sec)
+        self.linger_sec = config.linger_ms / 1000
         # A lease shorter than one request could let a second sender resend a batch still in flight.
-        self.lease_sec = max(settings.analytics_lease_sec, 2 * settings.analytics_http_timeout_sec)
+        self.lease_sec = max(config.lease_sec, 2 * config.http_timeout_sec)
         self._linger_from: dict[str, dict[str, float]] = {}
         self._claimed: dict[str, dict[str, Entry]] = {}
         """Per destination, the entries of the last claim, decoded once (held ones are read every pass)."""
 
     @classmethod
-    def for_settings(cls, redis: Redis, settings: Settings, **kwargs: Any) -> Delivery:
+    def for_settings(cls, redis: Redis, config: AnalyticsSettings, **kwargs: Any) -> Delivery:
         """A delivery to Mixpanel and GA4 as configured."""
-        return cls(redis, settings, [MixpanelSender(settings), Ga4Sender(settings)], **kwargs)
+        return cls(redis, config, [MixpanelSender(config), Ga4Sender(config)], **kwargs)
 
     def run(self, deadline: float | None = None) -> DrainReport:
         """One pass over every destination, until done or ``deadline`` (``clock`` time)."""
         report = DrainReport()
         if deadline is None:
-            deadline = self.clock() + self.settings.analytics_drain_budget_sec
+            deadline = self.clock() + self.config.drain_budget_sec
         for sender in self.senders:
             if sender.configured():
                 self._drain(sender, deadline, report)
@@ -468,7 +467,7 @@ class Delivery:
     ) -> bool:
         key = _backoff_key(sink)
         attempt = int(self.redis.hincrby(key, "attempt", 1))
-        if attempt >= self.settings.analytics_max_attempts:
+        if attempt >= self.config.max_attempts:
             reason = f"gave up after {attempt} attempts: {error.message}"
             log.error("%s: %d event(s) dead-lettered, %s", sink, len(batch), reason)
             buf.dead_letter(batch, reason, error.status)

@@ -62,7 +62,7 @@ class ExpressLane:
         caller = Caller.from_environ(runtime.settings, environ)
         if not (
             length is not None
-            and length <= runtime.settings.max_request_mb * 1024 * 1024
+            and length <= runtime.settings.api.max_request_mb * 1024 * 1024
             and _is_json(environ.get("CONTENT_TYPE", ""))
             and allows(runtime.settings, service.accept_event.access, caller)
         ):

@@ -44,9 +44,8 @@ from .events import DEFAULT_GA_CLIENT_ID
 from .mixpanel import parse_retry_after
 
 if TYPE_CHECKING:
-    from core.settings import Settings
-
     from .buffer import Entry
+    from .settings import AnalyticsSettings
 
 SINK = "ga4"
 MAX_NAME = 40
@@ -137,13 +136,13 @@ class Ga4Sender:
 
     sink = SINK
 
-    def __init__(self, settings: Settings) -> None:
-        self.batch_size = settings.analytics_ga4_batch_size
-        self.read_count = settings.analytics_ga4_batch_size * 20
-        self._endpoint = settings.ga4_endpoint
-        self._measurement_id = settings.ga4_measurement_id
-        self._api_secret = settings.ga4_api_secret
-        self._client = httpx.Client(timeout=settings.analytics_http_timeout_sec)
+    def __init__(self, config: AnalyticsSettings) -> None:
+        self.batch_size = config.ga4_batch_size
+        self.read_count = config.ga4_batch_size * 20
+        self._endpoint = config.ga4_endpoint
+        self._measurement_id = config.ga4_measurement_id
+        self._api_secret = config.ga4_api_secret
+        self._client = httpx.Client(timeout=config.http_timeout_sec)
 
     def configured(self) -> bool:
         """Whether ``GA4_MEASUREMENT_ID`` and ``GA4_API_SECRET`` are set."""

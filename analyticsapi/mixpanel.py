@@ -25,9 +25,8 @@ from core.retry import is_retryable
 from .errors import DeliveryError, RejectedDelivery, RetryableDelivery, delivery_error_for_status
 
 if TYPE_CHECKING:
-    from core.settings import Settings
-
     from .buffer import Entry
+    from .settings import AnalyticsSettings
 
 SINK = "mixpanel"
 IMPORT_PATH = "/import"
@@ -81,13 +80,13 @@ class MixpanelSender:
 
     sink = SINK
 
-    def __init__(self, settings: Settings) -> None:
-        self.batch_size = settings.analytics_mixpanel_batch_size
+    def __init__(self, config: AnalyticsSettings) -> None:
+        self.batch_size = config.mixpanel_batch_size
         # Read wider than one batch so that interleaved projects still fill their batches.
-        self.read_count = max(READ_COUNT, settings.analytics_mixpanel_batch_size)
+        self.read_count = max(READ_COUNT, config.mixpanel_batch_size)
         self._consumer = Consumer(
-            import_url=settings.mixpanel_api_url + IMPORT_PATH,
-            request_timeout=settings.analytics_http_timeout_sec,
+            import_url=config.mixpanel_api_url + IMPORT_PATH,
+            request_timeout=config.http_timeout_sec,
             retry_limit=0,
         )
         # The library reports every failure as one MixpanelException; the hook keeps the HTTP status.

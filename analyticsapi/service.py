@@ -22,6 +22,7 @@ from core.runtime import Runtime
 from . import drain
 from .errors import AnalyticsBufferUnavailable, InvalidAnalyticsEvent
 from .events import AnalyticsEvent, parse_event
+from .settings import AnalyticsSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,22 +72,23 @@ def buffer_event(rt: Runtime, payload: dict[str, Any]) -> dict[str, Any]:
     """Buffer an event a job carries (checked when it was submitted) and request its drain."""
     event = deliverable(parse_event(payload), rt)
     if (event.mixpanel or event.ga4) and drain.append(rt.redis, event):
-        drain.enqueue_drain(rt.redis, rt.settings)  # this append set the drain flag, so it owes the drain
+        # this append set the drain flag, so it owes the drain
+        drain.enqueue_drain(rt.redis, AnalyticsSettings.of(rt.settings))
     return {"buffered": True, "mixpanel": event.mixpanel is not None, "ga4": event.ga4 is not None}
 
 
 def request_drain(rt: Runtime) -> None:
     """Queue the drain an accepted event asked for; run after the response went out, and never raises."""
     try:
-        drain.enqueue_drain(rt.redis, rt.settings)
+        drain.enqueue_drain(rt.redis, AnalyticsSettings.of(rt.settings))
     except Exception:  # the event is buffered: the next request, a tick or a worker start drains it
         log.exception("could not enqueue the analytics drain")
 
 
 def deliverable(event: AnalyticsEvent, rt: Runtime) -> AnalyticsEvent:
     """Without GA4 credentials there is nowhere to send GA hits: they are not buffered."""
-    settings = rt.settings
-    if event.ga4 is not None and not (settings.ga4_measurement_id and settings.ga4_api_secret):
+    config = AnalyticsSettings.of(rt.settings)
+    if event.ga4 is not None and not (config.ga4_measurement_id and config.ga4_api_secret):
         log.debug("GA4 is not configured (GA4_MEASUREMENT_ID, GA4_API_SECRET): GA hit not buffered")
         return replace(event, ga4=None)
     return event

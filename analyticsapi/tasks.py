@@ -15,12 +15,13 @@ from core.runtime import Runtime
 
 from . import drain as _drain
 from . import service
+from .settings import AnalyticsSettings
 
 
 def drain(trigger_name: str = "request") -> dict[str, Any]:
     """Deliver the buffered analytics events in batches; schedule the next drain; return what was done."""
     rt = runtime.current()
-    return _drain.run_drain(rt.redis, rt.settings, trigger_name)
+    return _drain.run_drain(rt.redis, AnalyticsSettings.of(rt.settings), trigger_name)
 
 
 def buffer_event(payload: dict[str, Any]) -> dict[str, Any]:
@@ -30,4 +31,4 @@ def buffer_event(payload: dict[str, Any]) -> dict[str, Any]:
 
 def on_worker_start(rt: Runtime) -> None:
     """Worker start-up hook: enqueue a drain, so events left by a stopped or killed worker go out."""
-    _drain.request_drain(rt.redis, rt.settings, force=True)
+    _drain.request_drain(rt.redis, AnalyticsSettings.of(rt.settings), force=True)

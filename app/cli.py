@@ -25,11 +25,12 @@ from core.logging import configure_logging
 from core.monitor import local_worker_names
 from core.queues import LANES, LANES_BY_NAME, merge_lanes
 from core.runtime import Runtime, install
-from core.settings import Settings, SettingsError
+from core.settings import CoreSettings, SettingsError
 from core.version import __version__
 from core.worker import MAINTENANCE_INTERVAL_SEC
 
 from . import cutover, serve
+from .settings import Settings
 from .slices import compose
 
 cli = click.Group(
@@ -75,10 +76,10 @@ def with_lanes(rq_worker: click.Command) -> click.Command:
 cli.add_command(with_lanes(rq_main.commands["worker"]))
 
 
-def rq_defaults(settings: Settings) -> dict[str, dict[str, Any]]:
+def rq_defaults(settings: CoreSettings) -> dict[str, dict[str, Any]]:
     """``default_map`` for rq's commands: the project's connection, serializer and worker settings."""
     shared = {
-        "url": settings.redis_url,
+        "url": settings.redis.url,
         "connection_class": CONNECTION_CLASS_PATH,  # reads redis+sentinel:// URLs too
         "serializer": SERIALIZER_PATH,
         "job_class": JOB_CLASS_PATH,
@@ -86,12 +87,12 @@ def rq_defaults(settings: Settings) -> dict[str, dict[str, Any]]:
     defaults: dict[str, dict[str, Any]] = {name: dict(shared) for name in rq_main.commands}
     defaults["worker"].update(
         worker_class=WORKER_CLASS_PATH,
-        queues=list(settings.queues),
-        worker_ttl=settings.worker_ttl,
+        queues=list(settings.workers.queues),
+        worker_ttl=settings.workers.ttl,
         maintenance_interval=MAINTENANCE_INTERVAL_SEC,
-        results_ttl=int(settings.job_retention_hours * 3600),
+        results_ttl=int(settings.jobs.retention_hours * 3600),
     )
-    defaults["worker-pool"].update(worker_class=WORKER_CLASS_PATH, queues=list(settings.queues))
+    defaults["worker-pool"].update(worker_class=WORKER_CLASS_PATH, queues=list(settings.workers.queues))
     return defaults
 
 
@@ -117,8 +118,8 @@ def _add_commands(slices: registry.Registry) -> None:
 @cli.command("config")
 @click.pass_obj
 def show_config(runtime: Runtime) -> None:
-    """Print the effective settings, secrets masked."""
-    click.echo(json.dumps(runtime.settings.masked(), indent=2, sort_keys=True))
+    """Print the effective settings by section, secrets masked."""
+    click.echo(json.dumps(runtime.settings.masked(), indent=2))
 
 
 @cli.command("worker-alive")

@@ -14,8 +14,8 @@ from core import finite, metrics, monitor, openapi, registry, system
 from core.checks import CORE_CHECKS, register_check
 from core.errors import HdxError
 from core.runtime import Runtime
-from core.settings import Settings
 
+from .settings import Settings
 from .slices import compose
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     runtime = runtime or Runtime(settings or Settings.from_env())
     app = Flask("hdxrq")
     app.json = BoundedJsonProvider(app)
-    app.config["MAX_CONTENT_LENGTH"] = runtime.settings.max_request_mb * MB
+    app.config["MAX_CONTENT_LENGTH"] = runtime.settings.api.max_request_mb * MB
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["hdx"] = runtime
 

@@ -19,7 +19,7 @@ import click
 
 from core.queues import LANES, Lane, lane_layout
 from core.runtime import Runtime
-from core.settings import Settings
+from core.settings import CoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def fresh_metrics_dir(port: int) -> Path:
     return path
 
 
-def uwsgi_options(settings: Settings, host: str, port: int) -> list[str]:
+def uwsgi_options(settings: CoreSettings, host: str, port: int) -> list[str]:
     """uWSGI's command line for the API (no secrets: the app reads its settings from the environment).
 
     uWSGI's HTTP router (an event loop in C) holds the client connections, keep-alive and slow ones
@@ -62,7 +62,7 @@ def uwsgi_options(settings: Settings, host: str, port: int) -> list[str]:
     another request's thread to release the GIL, which is what decides the tail latency of a millisecond
     endpoint (docs/analyticsapi.md).
     """
-    grace = str(max(1, round(settings.shutdown_grace_sec)))
+    grace = str(max(1, round(settings.workers.shutdown_grace_sec)))
     backend = worker_socket(port)
     options = [
         "--strict",
@@ -95,8 +95,8 @@ def uwsgi_options(settings: Settings, host: str, port: int) -> list[str]:
         "--disable-write-exception",
         "--log-drain", UWSGI_NOISE,
     ]  # fmt: skip
-    if settings.api_threads > 1:
-        options += ["--threads", str(settings.api_threads)]
+    if settings.api.threads > 1:
+        options += ["--threads", str(settings.api.threads)]
     return options
 
 
@@ -112,7 +112,7 @@ def worker_socket(port: int) -> str:
     return f"@hdxrq-api-{port}-{os.getpid()}"
 
 
-def process_pool_options(settings: Settings) -> list[str]:
+def process_pool_options(settings: CoreSettings) -> list[str]:
     """``HDXRQ_API_WORKERS`` processes, and up to ``HDXRQ_API_MAX_WORKERS`` while every one is busy.
 
     A process holds a request until it is answered, including a job API request that waits for its job
@@ -120,12 +120,12 @@ def process_pool_options(settings: Settings) -> list[str]:
     for a second (it checks once a second: about 3 s in all, measured) and stops the extra ones once they
     idle, so a few such requests cannot hold CKAN's notifications for the length of their wait.
     """
-    if settings.api_max_workers <= settings.api_workers:
-        return ["--processes", str(settings.api_workers)]
+    if settings.api.max_workers <= settings.api.workers:
+        return ["--processes", str(settings.api.workers)]
     return [
-        "--processes", str(settings.api_max_workers),
-        "--cheaper", str(settings.api_workers),
-        "--cheaper-initial", str(settings.api_workers),
+        "--processes", str(settings.api.max_workers),
+        "--cheaper", str(settings.api.workers),
+        "--cheaper-initial", str(settings.api.workers),
         "--cheaper-algo", "spare",
         "--cheaper-overload", "1",
         "--cheaper-step", "2",
@@ -165,9 +165,9 @@ def listen_backlog(wanted: int = 1024) -> int:
 def run(runtime: Runtime, host: str, port: int, worker_count: int | None) -> None:
     """Run the API, one worker per lane (events, analytics, geo; more for geo) and the scheduler together;
     Ctrl-C stops them all."""
-    count = worker_count or runtime.settings.run_workers
+    count = worker_count or runtime.settings.workers.run_count
     commands = {"api": [HDXRQ_PY, "serve", "--host", host, "--port", str(port)], **worker_commands(count)}
-    Supervisor(commands, grace=runtime.settings.shutdown_grace_sec).run()
+    Supervisor(commands, grace=runtime.settings.workers.shutdown_grace_sec).run()
 
 
 def worker_commands(count: int) -> dict[str, list[str]]:

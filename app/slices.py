@@ -14,17 +14,17 @@ import tiles
 from core.registry import Registry
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from core.settings import CoreSettings
 
 SLICES = (importapi, analyticsapi, eventsapi, scheduler, tiles, processes)
 """In the order their blueprints are registered."""
 
 
-def compose(settings: Settings) -> Registry:
+def compose(settings: CoreSettings) -> Registry:
     """A registry holding what every slice registers, and the modules of ``HDXRQ_EXTRA_JOB_MODULES``."""
     registry = Registry()
     for package in SLICES:
         package.register(registry)
-    for name in settings.extra_job_modules:
+    for name in settings.jobs.extra_modules:
         importlib.import_module(name).register(registry)
     return registry

@@ -145,14 +145,14 @@ def delivery_only(redis: Redis, env: dict[str, str], delivered: DeliveredCounter
     """Workers alone: ``count`` events already buffered, one drain request, until the fake holds them all."""
     from analyticsapi import drain
     from analyticsapi.events import parse_event
-    from core.settings import Settings
+    from app.settings import Settings
 
     already = delivered()
     for n in range(count):
         drain.append(redis, parse_event(payload(first + n)))
     redis.delete(drain.REQUESTED_KEY)
     start = time.monotonic()
-    drain.request_drain(redis, Settings.from_env(env))
+    drain.request_drain(redis, Settings.from_env(env).analyticsapi)
     end = wait_until(lambda: delivered() >= already + count, 600)
     return count / (end - start)
 
@@ -537,7 +537,7 @@ def linger_summary(runs: list[dict[str, Any]], base: list[dict[str, Any]]) -> st
 def floor_command(env: dict[str, str], port: int) -> list[str]:
     """uWSGI serving bench/floor_app.py with exactly the options ``./hdxrq.py serve`` gives the API."""
     from app.serve import uwsgi_options
-    from core.settings import Settings
+    from app.settings import Settings
 
     options = uwsgi_options(Settings.from_env(env), "127.0.0.1", port)
     options[options.index("--module") + 1] = "bench.floor_app:app"

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from psycopg import sql  # noqa: E402
 
+from app.settings import Settings  # noqa: E402
 from core.postgis import connect  # noqa: E402
-from core.settings import Settings  # noqa: E402
 from importapi import ogr  # noqa: E402
 from importapi.pipeline import run_import  # noqa: E402
 
@@ -92,8 +92,8 @@ def srs_flag_run(settings: Settings, path: Path, flag: str, work: Path) -> tuple
     """The pipeline's ogr2ogr argv with ``flag`` EPSG:4326: (ogr2ogr's CPU seconds, largest x in the table,
     features a strict ±180/±90 rule deletes). CPU, not wall time: on a shared machine it is the steadier."""
     info = ogr.inspect(path, work)
-    password = settings.gisdb_password.get_secret_value() if settings.gisdb_password else None
-    options = ogr.LoadOptions(settings.postgres_conninfo(with_password=False), password, "public", "bench_srs", 600)
+    password = settings.postgis.password.get_secret_value() if settings.postgis.password else None
+    options = ogr.LoadOptions(settings.postgis.conninfo(with_password=False), password, "public", "bench_srs", 600)
     argv = ogr.load_argv(info, options)
     argv[argv.index("-t_srs")] = flag
     env = ogr.child_env({"PGPASSWORD": password or ""})

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import shapely  # noqa: E402
 from psycopg import sql  # noqa: E402
 
+from app.settings import Settings  # noqa: E402
 from core.postgis import connect  # noqa: E402
-from core.settings import Settings  # noqa: E402
 from importapi.ogr import child_env  # noqa: E402
 
 ATTRS = ("name", "code", "population", "share", "category", "score")
@@ -94,9 +94,9 @@ def timed(fn) -> float:
 
 
 def old_way(settings: Settings, path: Path, table: str, mixed: bool) -> None:
-    password = settings.gisdb_password.get_secret_value() if settings.gisdb_password else ""
+    password = settings.postgis.password.get_secret_value() if settings.postgis.password else ""
     env = child_env({"PGPASSWORD": password}, drivers=("GeoJSON", "PostgreSQL"))
-    base = ["ogr2ogr", "-f", "PostgreSQL", f"PG:{settings.postgres_conninfo(with_password=False)}", str(path)]
+    base = ["ogr2ogr", "-f", "PostgreSQL", f"PG:{settings.postgis.conninfo(with_password=False)}", str(path)]
     base += ["-nln", table, "-overwrite", "-fieldTypeToString", "Real", "--config", "PG_USE_COPY", "NO"]
     base += ["-lco", "GEOMETRY_NAME=wkb_geometry", "-t_srs", "EPSG:4326"]
     first = subprocess.run(base, env=env, capture_output=True)
@@ -107,7 +107,7 @@ def old_way(settings: Settings, path: Path, table: str, mixed: bool) -> None:
 OURS_CHILD = """
 import json, sys, time
 sys.path.insert(0, sys.argv[3])
-from core.settings import Settings
+from app.settings import Settings
 from importapi.pipeline import run_import
 settings = Settings.from_env()
 start = time.perf_counter()
@@ -188,7 +188,7 @@ DOWNLOAD_CHILD = """
 import sys, tempfile
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
-from core.settings import Settings
+from app.settings import Settings
 from importapi.download import download
 limits = {"MAX_FILE_SIZE_MB": "2000", "TIMEOUT_SEC": "600"}
 settings = Settings.from_env({"HDXRQ_DOWNLOAD_ALLOWLIST": "127.0.0.1", **limits})

@@ -35,9 +35,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.factory import create_app  # noqa: E402
+from app.settings import Settings  # noqa: E402
 from core import runtime as runtime_module  # noqa: E402
 from core.runtime import Runtime  # noqa: E402
-from core.settings import Settings  # noqa: E402
 from importapi.layers import drop_layer  # noqa: E402
 from importapi.pipeline import run_import  # noqa: E402
 from tiles.tasks import prerender_layer  # noqa: E402
@@ -112,7 +112,7 @@ def main() -> None:
 
     settings = Settings.from_env()
     runtime = runtime_module.install(Runtime(settings))
-    layer = f"{settings.table_name_prefix}_bench_{uuid.uuid4().hex[:8]}"
+    layer = f"{settings.postgis.table_name_prefix}_bench_{uuid.uuid4().hex[:8]}"
     tiles = sweep(args.per_zoom, random.Random(args.seed))
     try:
         with tempfile.TemporaryDirectory() as workdir:

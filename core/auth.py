@@ -21,7 +21,7 @@ from flask import current_app, request
 from .errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from .settings import CoreSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -46,7 +46,7 @@ class Caller:
     operator: bool = False
 
     @classmethod
-    def from_environ(cls, settings: Settings, environ: Mapping[str, Any]) -> Caller:
+    def from_environ(cls, settings: CoreSettings, environ: Mapping[str, Any]) -> Caller:
         """The caller of a WSGI request: its client address and whether it carries an admin token."""
         token = admin_token_presented(settings, environ.get("HTTP_AUTHORIZATION", ""))
         return cls(remote_addr=environ.get("REMOTE_ADDR"), admin=token)
@@ -61,35 +61,36 @@ OPERATOR = Caller(operator=True)
 """The person at the command line of a machine that has the service's settings."""
 
 
-def admin_token_presented(settings: Settings, authorization: str) -> bool:
+def admin_token_presented(settings: CoreSettings, authorization: str) -> bool:
     """Whether an ``Authorization`` header value is ``Bearer <one of the admin tokens>``."""
     scheme, _, presented = authorization.partition(" ")
     return scheme.lower() == "bearer" and is_admin_token(settings, presented.strip())
 
 
-def is_admin_request(settings: Settings) -> bool:
+def is_admin_request(settings: CoreSettings) -> bool:
     """Whether the current Flask request carries one of the admin tokens as ``Authorization: Bearer``."""
     return admin_token_presented(settings, request.headers.get("Authorization", ""))
 
 
-def is_admin_token(settings: Settings, presented: str) -> bool:
+def is_admin_token(settings: CoreSettings, presented: str) -> bool:
     """Whether ``presented`` is one of the admin tokens (compared in constant time with each)."""
     if not presented:
         return False
     presented_bytes = presented.encode()
-    matches = [hmac.compare_digest(presented_bytes, t.get_secret_value().encode()) for t in settings.admin_tokens]
+    tokens = settings.access.admin_tokens
+    matches = [hmac.compare_digest(presented_bytes, token.get_secret_value().encode()) for token in tokens]
     return any(matches)
 
 
-def client_allowed(settings: Settings, remote_addr: str | None) -> bool:
+def client_allowed(settings: CoreSettings, remote_addr: str | None) -> bool:
     """Whether a client at ``remote_addr`` is in ``HDXRQ_ALLOWED_NETWORKS`` (everyone when it is empty)."""
-    if not settings.allowed_networks:
+    if not settings.access.allowed_networks:
         return True
     try:
         client = ipaddress.ip_address(remote_addr or "")
     except ValueError:
         return False
-    return any(client in network for network in _networks(settings.allowed_networks))
+    return any(client in network for network in _networks(settings.access.allowed_networks))
 
 
 @lru_cache(maxsize=8)
@@ -97,14 +98,14 @@ def _networks(allowed: tuple[str, ...]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(item, strict=False) for item in allowed)  # validated with the settings
 
 
-def allows(settings: Settings, access: Access, caller: Caller) -> bool:
+def allows(settings: CoreSettings, access: Access, caller: Caller) -> bool:
     """Whether ``caller`` may call an operation that needs ``access``."""
     if caller.operator or access is Access.ANYONE or caller.admin:
         return True
     return access is Access.NOTIFIER and client_allowed(settings, caller.remote_addr)
 
 
-def authorize(settings: Settings, access: Access, caller: Caller) -> None:
+def authorize(settings: CoreSettings, access: Access, caller: Caller) -> None:
     """Raise :class:`Unauthorized` (admin token needed) or :class:`Forbidden` (address not allowed)."""
     if allows(settings, access, caller):
         return

@@ -18,7 +18,7 @@ from .retry import RETRYABLE_ERRORS, retryable_status
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-    from .settings import Settings
+    from .settings import CoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,11 @@ class CkanClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, transport: httpx.BaseTransport | None = None) -> CkanClient:
+    def from_settings(cls, settings: CoreSettings, transport: httpx.BaseTransport | None = None) -> CkanClient:
         return cls(
-            settings.ckan_api_base_url,
-            user_agent=settings.user_agent,
-            timeout=settings.ckan_timeout_sec,
+            settings.ckan.api_base_url,
+            user_agent=settings.ckan.user_agent,
+            timeout=settings.ckan.timeout_sec,
             transport=transport,
         )
 

@@ -27,7 +27,7 @@ from rq.serializers import JSONSerializer
 from .redisurl import is_sentinel_url, parse_sentinel_url
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from .settings import CoreSettings
 
 SERIALIZER = JSONSerializer
 SERIALIZER_PATH = "rq.serializers.JSONSerializer"
@@ -125,25 +125,25 @@ class SentinelClient(Redis):
             sentinels.close()
 
 
-def rq_redis(settings: Settings) -> Redis:
+def rq_redis(settings: CoreSettings) -> Redis:
     """A client for the RQ Redis (queues, job records, buffers)."""
-    return _client(settings, settings.redis_url, health_check_interval=30)
+    return _client(settings, settings.redis.url, health_check_interval=30)
 
 
-def blocking_redis(settings: Settings, seconds: float) -> Redis:
+def blocking_redis(settings: CoreSettings, seconds: float) -> Redis:
     """A client for the RQ Redis whose reads may block for ``seconds`` (waiting on a job's result)."""
-    return _client(settings, settings.redis_url, socket_timeout=seconds + SOCKET_TIMEOUT_SEC)
+    return _client(settings, settings.redis.url, socket_timeout=seconds + SOCKET_TIMEOUT_SEC)
 
 
-def stream_redis(settings: Settings) -> Redis:
+def stream_redis(settings: CoreSettings) -> Redis:
     """A client for the event-bus Redis shared with other consumers."""
-    return _client(settings, settings.stream_url, health_check_interval=30)
+    return _client(settings, settings.event_bus.url, health_check_interval=30)
 
 
-def _client(settings: Settings, url: str, *, socket_timeout: float = SOCKET_TIMEOUT_SEC, **options: Any) -> Redis:
+def _client(settings: CoreSettings, url: str, *, socket_timeout: float = SOCKET_TIMEOUT_SEC, **options: Any) -> Redis:
     return connect(
         url,
-        failover_sec=settings.redis_failover_sec,
+        failover_sec=settings.redis.failover_sec,
         socket_timeout=socket_timeout,
         socket_connect_timeout=CONNECT_TIMEOUT_SEC,
         **options,

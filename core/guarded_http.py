@@ -35,7 +35,7 @@ import httpx
 from .errors import HdxError
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from .settings import CoreSettings
 
 Resolver = Callable[[str, int], Sequence[str]]
 """``resolver(host, port)`` → the host's addresses as strings, in preference order."""
@@ -97,15 +97,15 @@ class OutboundPolicy:
     user_agent: str = "hdxrq"
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, max_bytes: int, total_timeout_sec: float) -> OutboundPolicy:
+    def from_settings(cls, settings: CoreSettings, *, max_bytes: int, total_timeout_sec: float) -> OutboundPolicy:
         return cls(
             max_bytes=max_bytes,
             total_timeout_sec=total_timeout_sec,
-            allowlist=tuple(settings.download_allowlist),
-            max_redirects=settings.download_max_redirects,
-            read_timeout_sec=min(settings.download_read_timeout_sec, total_timeout_sec),
+            allowlist=tuple(settings.downloads.allowlist),
+            max_redirects=settings.downloads.max_redirects,
+            read_timeout_sec=min(settings.downloads.read_timeout_sec, total_timeout_sec),
             connect_timeout_sec=min(10.0, total_timeout_sec),
-            user_agent=settings.user_agent,
+            user_agent=settings.ckan.user_agent,
         )
 
 

@@ -20,7 +20,7 @@ from .registry import ForbiddenJobFunction
 if TYPE_CHECKING:
     from redis import Redis
 
-    from .settings import Settings
+    from .settings import CoreSettings
 
 RETRY_AFTER_SEC = 30
 
@@ -33,13 +33,13 @@ class QueueFull(ServiceUnavailable):
     retry_after: ClassVar[int] = RETRY_AFTER_SEC
 
 
-def queue_limit(settings: Settings, queue_name: str) -> int:
+def queue_limit(settings: CoreSettings, queue_name: str) -> int:
     """The most jobs ``queue_name`` may hold waiting (0: no limit)."""
-    limits = settings.max_queued_jobs
+    limits = settings.jobs.max_queued
     return limits.get(queue_name, limits.get("*", 0))
 
 
-def check_capacity(settings: Settings, redis: Redis, queue_name: str) -> None:
+def check_capacity(settings: CoreSettings, redis: Redis, queue_name: str) -> None:
     """Raise :class:`QueueFull` when ``queue_name`` is at its limit."""
     limit = queue_limit(settings, queue_name)
     if limit and queue(queue_name, redis).count >= limit:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from .settings import CoreSettings
 
 LOGGING_YML = Path(__file__).resolve().parent.parent / "logging.yml"
 _RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -94,14 +94,14 @@ def mask_secrets(text: str, secrets: Iterable[str] | None = None) -> str:
     return text
 
 
-def configure_logging(settings: Settings, overrides: str | None = None) -> None:
+def configure_logging(settings: CoreSettings, overrides: str | None = None) -> None:
     """Apply ``logging.yml`` with the settings' format, levels and secrets."""
     global _secrets
     _secrets = tuple(sorted(settings.secret_values(), key=len, reverse=True))
     config = yaml.safe_load(LOGGING_YML.read_text(encoding="utf-8"))
-    config["handlers"]["console"]["formatter"] = settings.log_format
-    config["root"]["level"] = settings.log_level
-    for name, level in parse_levels(overrides or settings.log_levels).items():
+    config["handlers"]["console"]["formatter"] = settings.logging.format
+    config["root"]["level"] = settings.logging.level
+    for name, level in parse_levels(overrides or settings.logging.levels).items():
         config["loggers"].setdefault(name, {})["level"] = level
     logging.config.dictConfig(config)
     logging.captureWarnings(True)

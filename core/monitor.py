@@ -21,7 +21,7 @@ from .connections import SERIALIZER
 
 if TYPE_CHECKING:
     from .runtime import Runtime
-    from .settings import Settings
+    from .settings import CoreSettings
 
 DASHBOARD_REALM = "hdxrq monitor"
 
@@ -57,7 +57,7 @@ def local_worker_names(runtime: Runtime, hostname: str | None = None) -> list[st
 
 def init_app(app: Flask, runtime: Runtime) -> None:
     """Mount ``workers.json`` and rq-dashboard under ``MONITOR_URL``."""
-    prefix = runtime.settings.monitor_url.rstrip("/")
+    prefix = runtime.settings.api.monitor_url.rstrip("/")
     status = Blueprint("monitor", __name__)
 
     @status.get(f"{prefix}/workers.json")
@@ -80,7 +80,7 @@ def _mount_dashboard(app: Flask, runtime: Runtime, prefix: str) -> None:
     from rq_dashboard.web import setup_rq_connection
 
     dashboard_config.serializer = SERIALIZER
-    app.config["RQ_DASHBOARD_REDIS_URL"] = (runtime.settings.redis_url,)
+    app.config["RQ_DASHBOARD_REDIS_URL"] = (runtime.settings.redis.url,)
     app.config.setdefault("RQ_DASHBOARD_POLL_INTERVAL", 2500)
     setup_rq_connection(app)
 
@@ -95,7 +95,7 @@ def _mount_dashboard(app: Flask, runtime: Runtime, prefix: str) -> None:
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=prefix)
 
 
-def dashboard_allowed(settings: Settings) -> bool:
+def dashboard_allowed(settings: CoreSettings) -> bool:
     """Whether the request carries an admin token, as a Bearer token or as a Basic password."""
     if is_admin_request(settings):
         return True

@@ -63,7 +63,7 @@ def document(**kwargs: Any) -> Callable[[F], F]:
 def openapi_document(app: Flask) -> dict[str, Any]:
     """The OpenAPI document of ``app``'s routes (call inside an app context)."""
     spec = _spec._generate_spec()
-    monitor = app.extensions["hdx"].settings.monitor_url.rstrip("/") + "/"
+    monitor = app.extensions["hdx"].settings.api.monitor_url.rstrip("/") + "/"
     paths = {
         path: operations
         for path, operations in spec["paths"].items()

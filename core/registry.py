@@ -25,13 +25,13 @@ if TYPE_CHECKING:
     from rq.job import Job
 
     from .runtime import Runtime
-    from .settings import Settings
+    from .settings import CoreSettings
 
 WorkerHook = Callable[["Runtime"], None]
 """Run once when a worker starts, with the worker's runtime (sweeps, repairs, first drains)."""
 AppSetup = Callable[["Flask"], None]
 """Run once per app after its blueprint is registered (checks, metric sources, middleware)."""
-TimeoutPolicy = Callable[["Job", "Settings"], "int | None"]
+TimeoutPolicy = Callable[["Job", "CoreSettings"], "int | None"]
 """A job's time limit in seconds, or None to keep the one it was queued with."""
 
 
@@ -110,7 +110,7 @@ class Registry:
         for listener in self._listeners.get(event, ()):
             listener(*args)
 
-    def timeout_for(self, job: Job, settings: Settings) -> int | None:
+    def timeout_for(self, job: Job, settings: CoreSettings) -> int | None:
         """The first time limit a policy gives ``job``, or None."""
         for policy in self.timeout_policies:
             limit = policy(job, settings)

@@ -16,7 +16,7 @@ from redis import Redis
 
 from .connections import SentinelClient, connect, rq_redis, stream_redis
 from .redisurl import is_sentinel_url
-from .settings import Settings
+from .settings import CoreSettings
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -30,7 +30,7 @@ _current: Runtime | None = None
 class Runtime:
     """Settings plus lazily created, fork-aware connections."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: CoreSettings) -> None:
         self.settings = settings
         self._pid = os.getpid()
 
@@ -82,11 +82,12 @@ def install(runtime: Runtime) -> Runtime:
 
 
 def current() -> Runtime:
-    """The process's runtime, created from the environment on first use."""
+    """The process's runtime, created from the environment on first use (with ``core``'s sections only:
+    the composition installs one with every slice's)."""
     global _current
     with _lock:
         if _current is None:
-            _current = Runtime(Settings.from_env())
+            _current = Runtime(CoreSettings.from_env())
         elif _current._pid != os.getpid():
             _current = _current.for_this_process()
         return _current
@@ -100,4 +101,4 @@ class HdxRedis(SentinelClient):
     def from_url(cls, url: str, **kwargs: Any) -> HdxRedis:
         if not is_sentinel_url(url):
             return super().from_url(url, **kwargs)  # type: ignore[return-value]
-        return connect(url, redis_class=cls, failover_sec=current().settings.redis_failover_sec, **kwargs)  # type: ignore[return-value]
+        return connect(url, redis_class=cls, failover_sec=current().settings.redis.failover_sec, **kwargs)  # type: ignore[return-value]

@@ -1,24 +1,43 @@
-"""The one typed settings object, read once at start-up.
+"""The settings: sections of typed, frozen values, read once at start-up.
 
 Sources, later ones winning: defaults declared here, an optional TOML config file (``HDXRQ_CONFIG_FILE``,
 keys are the environment variable names), the environment, and ``<NAME>_FILE`` variables for secrets
 (Docker secrets style: the file's content is the value).
+
+The settings object has one **section** per part of the service. Each section is a :class:`Section`: a
+frozen pydantic model whose fields name their environment variable (plus older names still accepted).
+``core`` declares the sections of what it owns (the two Redis servers, PostGIS, the CKAN client, outbound
+downloads, access, the API and worker processes, jobs, logging) and :class:`CoreSettings`, which holds
+them and knows how to read any set of sections from the environment. Each slice declares its own section
+in its package (``importapi/settings.py``...), and the composition package declares the full type,
+``app.settings.Settings``, a :class:`CoreSettings` with one more field per slice. A new variable is a
+field of one section; no other code changes for it to be read, validated, masked and shown by
+``./hdxrq.py config``.
+
+How code reads them: everyone reads the core sections as attributes (``settings.redis.url``,
+``settings.ckan.gis_api_key``). ``core`` and the slices hold a :class:`CoreSettings` (``core`` knows no
+slice, so it cannot name the full type), and a slice reads its own section with
+``ImportSettings.of(settings)``, typed, so mypy checks every use. The composition package, the tests and
+the benchmarks hold the full ``Settings`` and may write ``settings.importapi.max_file_size_mb``. Why
+not one class in ``core`` naming every section: it would put every slice's options (and every change to
+them) in ``core``; the price of keeping them in the slices is the ``of`` call.
 
 Nothing else in the code base reads ``os.environ`` for configuration: the settings are passed down.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 from urllib.parse import quote
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -34,6 +53,9 @@ from .redisurl import PLAIN_SCHEMES, is_sentinel_url, parse_sentinel_url, url_pa
 
 CONFIG_FILE_VARIABLE = "HDXRQ_CONFIG_FILE"
 MASK = "********"
+
+
+# --- value types the sections share ---
 
 
 def _split_list(value: Any) -> Any:
@@ -57,10 +79,37 @@ def _none_if_blank(value: Any) -> Any:
     return None if isinstance(value, str) and not value.strip() else value
 
 
+def _http_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/") if value else value
+
+
 StrList = Annotated[tuple[str, ...], BeforeValidator(_split_list)]
+"""A comma- (or space-) separated list."""
+IntList = Annotated[tuple[int, ...], BeforeValidator(_split_list)]
 OptionalStr = Annotated[str | None, BeforeValidator(_none_if_blank)]
+"""Unset when empty."""
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_none_if_blank)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+"""An http(s) URL, without its trailing slash."""
+OptionalHttpUrl = Annotated[str | None, BeforeValidator(_none_if_blank), AfterValidator(_http_url)]
+Limits = Annotated[dict[str, int], BeforeValidator(_parse_limits)]
+"""``1000`` for every name, ``geo_q=50`` for one, both combinable: ``{"*": 1000, "geo_q": 50}``."""
 QueueList = Annotated[tuple[QueueName, ...], BeforeValidator(_split_list)]
+
+
+def _check_redis_url(value: SecretStr | None) -> SecretStr | None:
+    url = value.get_secret_value() if value else ""
+    if url and is_sentinel_url(url):
+        parse_sentinel_url(url)  # raises ValueError saying what is wrong, never the password
+    elif url and not url.lower().startswith(PLAIN_SCHEMES):
+        raise ValueError(f"must be a {', '.join(PLAIN_SCHEMES)} or redis+sentinel:// URL")
+    return value
+
+
+RedisUrl = Annotated[SecretStr | None, BeforeValidator(_none_if_blank), AfterValidator(_check_redis_url)]
+"""A ``redis://``, ``rediss://``, ``unix://`` or ``redis+sentinel://`` URL: a secret, it may hold a password."""
 
 
 def env(name: str, *legacy: str) -> Any:
@@ -72,155 +121,163 @@ class SettingsError(Exception):
     """A setting has a bad value; the message names the variable."""
 
 
-class Settings(BaseModel):
-    """Effective configuration of one API or worker process."""
+# --- sections ---
+
+
+class Section(BaseModel):
+    """One group of settings; each field's ``validation_alias`` is its environment variable (:func:`env`)."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
-    # --- RQ Redis (queues, job records, buffers) ---
-    redis_host: str = Field("localhost", validation_alias=env("HDX_REDIS_ADDR"))
-    redis_port: int = Field(6379, validation_alias=env("HDX_REDIS_PORT"), ge=1, le=65535)
-    redis_db: int = Field(1, validation_alias=env("HDX_REDIS_GISDB"), ge=0)
-    redis_password: OptionalSecret = Field(None, validation_alias=env("HDXRQ_REDIS_PASSWORD"))
-    redis_url_override: OptionalSecret = Field(None, validation_alias=env("HDXRQ_REDIS_URL"))
-    redis_failover_sec: float = Field(30.0, validation_alias=env("HDXRQ_REDIS_FAILOVER_SEC"), gt=0)
+    @classmethod
+    def of(cls, settings: CoreSettings) -> Self:
+        """This section of ``settings`` (how a slice reads its own: ``TilesSettings.of(settings).max_zoom``)."""
+        section = getattr(settings, _field_holding(type(settings), cls))
+        assert isinstance(section, cls)
+        return section
 
-    # --- Event bus Redis (shared with other consumers: never flushed) ---
-    stream_host: str = Field("localhost", validation_alias=env("REDIS_STREAM_HOST"))
-    stream_port: int = Field(6379, validation_alias=env("REDIS_STREAM_PORT"), ge=1, le=65535)
-    stream_db: int = Field(7, validation_alias=env("REDIS_STREAM_DB"), ge=0)
+    @classmethod
+    def variables(cls) -> dict[str, tuple[str, ...]]:
+        """Field name → the environment variables that set it, the current name first."""
+        names = {}
+        for name, field in cls.model_fields.items():
+            alias = field.validation_alias
+            names[name] = tuple(map(str, alias.choices)) if isinstance(alias, AliasChoices) else (str(alias),)
+        return names
+
+    def masked(self) -> dict[str, Any]:
+        """Values by environment variable name, secrets masked."""
+        return {variables[0]: _masked_value(getattr(self, name)) for name, variables in self.variables().items()}
+
+    def secret_values(self) -> list[str]:
+        """The secrets this section holds (for log scrubbing and refusing them in job arguments)."""
+        values: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, SecretStr):
+                    values.append(item.get_secret_value())
+        return [value for value in values if value]
+
+
+@functools.cache
+def _field_holding(settings_type: type[CoreSettings], section_type: type[Section]) -> str:
+    for name, section in settings_type.sections().items():
+        if section is section_type:
+            return name
+    raise LookupError(
+        f"{settings_type.__name__} has no {section_type.__name__} section: "
+        "build the settings with app.settings.Settings, which holds every slice's"
+    )
+
+
+class RedisSettings(Section):
+    """The RQ Redis: queues, job records, buffers."""
+
+    host: str = Field("localhost", validation_alias=env("HDX_REDIS_ADDR"))
+    port: int = Field(6379, validation_alias=env("HDX_REDIS_PORT"), ge=1, le=65535)
+    db: int = Field(1, validation_alias=env("HDX_REDIS_GISDB"), ge=0)
+    password: OptionalSecret = Field(None, validation_alias=env("HDXRQ_REDIS_PASSWORD"))
+    url_override: RedisUrl = Field(None, validation_alias=env("HDXRQ_REDIS_URL"))
+    failover_sec: float = Field(30.0, validation_alias=env("HDXRQ_REDIS_FAILOVER_SEC"), gt=0)
+
+    @property
+    def url(self) -> str:
+        """The URL to connect with, password included: never log it."""
+        return _redis_url(self.host, self.port, self.db, self.password, self.url_override)
+
+    def secret_values(self) -> list[str]:
+        return _redis_secrets(self.password, self.url_override)
+
+
+class EventBusSettings(Section):
+    """The event-bus Redis, shared with other consumers: never flushed."""
+
+    host: str = Field("localhost", validation_alias=env("REDIS_STREAM_HOST"))
+    port: int = Field(6379, validation_alias=env("REDIS_STREAM_PORT"), ge=1, le=65535)
+    db: int = Field(7, validation_alias=env("REDIS_STREAM_DB"), ge=0)
     stream_name: str = Field("hdx_event_stream", validation_alias=env("REDIS_STREAM_STREAM_NAME"))
-    stream_password: OptionalSecret = Field(None, validation_alias=env("HDXRQ_STREAM_REDIS_PASSWORD"))
-    stream_url_override: OptionalSecret = Field(None, validation_alias=env("HDXRQ_STREAM_REDIS_URL"))
-    stream_maxlen: int = Field(50000, validation_alias=env("HDXRQ_STREAM_MAXLEN"), ge=1)
+    password: OptionalSecret = Field(None, validation_alias=env("HDXRQ_STREAM_REDIS_PASSWORD"))
+    url_override: RedisUrl = Field(None, validation_alias=env("HDXRQ_STREAM_REDIS_URL"))
+    maxlen: int = Field(50000, validation_alias=env("HDXRQ_STREAM_MAXLEN"), ge=1)
 
-    # --- PostGIS ---
-    gisdb_host: str = Field("localhost", validation_alias=env("HDX_GISDB_ADDR"))
-    gisdb_port: int = Field(5432, validation_alias=env("HDX_GISDB_PORT"), ge=1, le=65535)
-    gisdb_name: str = Field("gis", validation_alias=env("HDX_GISDB_DB"))
-    gisdb_user: str = Field("gis", validation_alias=env("HDX_GISDB_USER"))
-    gisdb_password: OptionalSecret = Field(None, validation_alias=env("HDX_GISDB_PASS"))
-    gisdb_pool_size: int = Field(8, validation_alias=env("HDXRQ_GISDB_POOL_SIZE"), ge=1)
+    @property
+    def url(self) -> str:
+        """The URL to connect with, password included: never log it."""
+        return _redis_url(self.host, self.port, self.db, self.password, self.url_override)
 
-    # --- CKAN ---
-    ckan_api_base_url: OptionalStr = Field(None, validation_alias=env("CKAN_API_BASE_URL"))
+    def secret_values(self) -> list[str]:
+        return _redis_secrets(self.password, self.url_override)
+
+
+class PostgisSettings(Section):
+    """The PostGIS database of the layers."""
+
+    host: str = Field("localhost", validation_alias=env("HDX_GISDB_ADDR"))
+    port: int = Field(5432, validation_alias=env("HDX_GISDB_PORT"), ge=1, le=65535)
+    name: str = Field("gis", validation_alias=env("HDX_GISDB_DB"))
+    user: str = Field("gis", validation_alias=env("HDX_GISDB_USER"))
+    password: OptionalSecret = Field(None, validation_alias=env("HDX_GISDB_PASS"))
+    pool_size: int = Field(8, validation_alias=env("HDXRQ_GISDB_POOL_SIZE"), ge=1)
+    table_name_prefix: str = Field("pre", validation_alias=env("TABLE_NAME_PREFIX"), pattern=r"^[a-z_][a-z0-9_]*$")
+    """Layer tables are ``<prefix>_<resource id>``: imports write them, tiles read them."""
+
+    def conninfo(self, *, with_password: bool = True) -> str:
+        """libpq keyword/value connection string."""
+        parts = {
+            "host": self.host,
+            "port": str(self.port),
+            "dbname": self.name,
+            "user": self.user,
+            "application_name": "hdxrq",
+        }
+        if with_password and self.password:
+            parts["password"] = self.password.get_secret_value()
+        return " ".join(f"{key}={_libpq_quote(value)}" for key, value in parts.items())
+
+
+class CkanSettings(Section):
+    """The CKAN client: where CKAN is, its tokens, and how calls and callbacks to it behave."""
+
+    api_base_url: OptionalHttpUrl = Field(None, validation_alias=env("CKAN_API_BASE_URL"))
     gis_api_key: OptionalSecret = Field(None, validation_alias=env("HDX_GIS_API_KEY"))
     fscheck_api_key_value: OptionalSecret = Field(None, validation_alias=env("HDX_FSCHECK_API_KEY"))
-    hdx_domain: OptionalStr = Field(None, validation_alias=env("HDX_DOMAIN"))
+    domain: OptionalStr = Field(None, validation_alias=env("HDX_DOMAIN"))
+    """CKAN's host: only downloads from it get the CKAN token."""
     user_agent: str = Field("HDXINTERNAL_GEOPREVIEW", validation_alias=env("HDX_USER_AGENT"))
-    ckan_timeout_sec: float = Field(30.0, validation_alias=env("HDXRQ_CKAN_TIMEOUT_SEC"), gt=0)
+    timeout_sec: float = Field(30.0, validation_alias=env("HDXRQ_CKAN_TIMEOUT_SEC"), gt=0)
     callback_retry_hours: float = Field(24.0, validation_alias=env("HDXRQ_CALLBACK_RETRY_HOURS"), gt=0)
 
-    # --- Geopreview imports ---
-    gis_tmp: OptionalStr = Field(None, validation_alias=env("HDX_GIS_TMP"))
-    max_file_size_mb: int = Field(300, validation_alias=env("MAX_FILE_SIZE_MB"), ge=1)
+    @property
+    def fscheck_api_key(self) -> SecretStr | None:
+        """CKAN token for the file-structure-check callback (falls back to the geopreview one)."""
+        return self.fscheck_api_key_value or self.gis_api_key
+
+
+class DownloadSettings(Section):
+    """Files and URLs fetched from outside (imports, the HXL proxy): :mod:`core.guarded_http`."""
+
+    allowlist: StrList = Field((), validation_alias=env("HDXRQ_DOWNLOAD_ALLOWLIST"))
     timeout_sec: int = Field(120, validation_alias=env("TIMEOUT_SEC"), ge=1)
-    table_name_prefix: str = Field("pre", validation_alias=env("TABLE_NAME_PREFIX"), pattern=r"^[a-z_][a-z0-9_]*$")
-    download_allowlist: StrList = Field((), validation_alias=env("HDXRQ_DOWNLOAD_ALLOWLIST"))
-    # importapi: download, archive and load limits (docs/importapi.md)
-    download_read_timeout_sec: float = Field(30.0, validation_alias=env("HDXRQ_DOWNLOAD_READ_TIMEOUT_SEC"), gt=0)
-    download_max_redirects: int = Field(5, validation_alias=env("HDXRQ_DOWNLOAD_MAX_REDIRECTS"), ge=0)
-    token_to_subdomains: bool = Field(False, validation_alias=env("HDXRQ_TOKEN_TO_SUBDOMAINS"))
-    ogr_timeout_sec: int = Field(900, validation_alias=env("HDXRQ_OGR_TIMEOUT_SEC"), ge=1)
-    archive_max_members: int = Field(10000, validation_alias=env("HDXRQ_ARCHIVE_MAX_MEMBERS"), ge=1)
-    archive_max_unpacked_mb: int = Field(2048, validation_alias=env("HDXRQ_ARCHIVE_MAX_UNPACKED_MB"), ge=1)
-    archive_max_ratio: int = Field(200, validation_alias=env("HDXRQ_ARCHIVE_MAX_RATIO"), ge=1)
-    layer_tables_logged: bool = Field(True, validation_alias=env("HDXRQ_LAYER_TABLES_LOGGED"))
-    import_geojson_fast_path: bool = Field(True, validation_alias=env("HDXRQ_IMPORT_GEOJSON_FAST_PATH"))
+    read_timeout_sec: float = Field(30.0, validation_alias=env("HDXRQ_DOWNLOAD_READ_TIMEOUT_SEC"), gt=0)
+    max_redirects: int = Field(5, validation_alias=env("HDXRQ_DOWNLOAD_MAX_REDIRECTS"), ge=0)
 
-    # --- Analytics ---
-    mixpanel_api_url: str = Field("https://api.mixpanel.com", validation_alias=env("MIXPANEL_API_URL"))
-    ga4_endpoint: str = Field("https://www.google-analytics.com/mp/collect", validation_alias=env("GA4_ENDPOINT"))
-    ga4_measurement_id: OptionalStr = Field(None, validation_alias=env("GA4_MEASUREMENT_ID"))
-    ga4_api_secret: OptionalSecret = Field(None, validation_alias=env("GA4_API_SECRET"))
-    # analyticsapi: buffering and delivery (docs/analyticsapi.md)
-    analytics_mixpanel_batch_size: int = Field(
-        2000, validation_alias=env("HDXRQ_ANALYTICS_MIXPANEL_BATCH_SIZE"), ge=1, le=2000
-    )
-    analytics_ga4_batch_size: int = Field(25, validation_alias=env("HDXRQ_ANALYTICS_GA4_BATCH_SIZE"), ge=1, le=25)
-    analytics_http_timeout_sec: float = Field(10.0, validation_alias=env("HDXRQ_ANALYTICS_HTTP_TIMEOUT_SEC"), gt=0)
-    analytics_retry_base_sec: float = Field(1.0, validation_alias=env("HDXRQ_ANALYTICS_RETRY_BASE_SEC"), gt=0)
-    analytics_retry_max_sec: float = Field(300.0, validation_alias=env("HDXRQ_ANALYTICS_RETRY_MAX_SEC"), gt=0)
-    analytics_max_attempts: int = Field(20, validation_alias=env("HDXRQ_ANALYTICS_MAX_ATTEMPTS"), ge=1)
-    analytics_lease_sec: float = Field(60.0, validation_alias=env("HDXRQ_ANALYTICS_LEASE_SEC"), gt=0)
-    analytics_tick_sec: float = Field(60.0, validation_alias=env("HDXRQ_ANALYTICS_TICK_SEC"), gt=0)
-    analytics_drain_budget_sec: float = Field(120.0, validation_alias=env("HDXRQ_ANALYTICS_DRAIN_BUDGET_SEC"), gt=0)
-    analytics_drain_idle_sec: float = Field(1.0, validation_alias=env("HDXRQ_ANALYTICS_DRAIN_IDLE_SEC"), ge=0)
-    analytics_linger_ms: int = Field(500, validation_alias=env("HDXRQ_ANALYTICS_LINGER_MS"), ge=0, le=60000)
-
-    # --- Change events ---
-    events_api_enabled: bool = Field(True, validation_alias=env("EVENTS_API_ENABLED"))
-
-    # --- Scheduler (scheduled CKAN calls) ---
-    scheduler_allowed_actions: StrList = Field((), validation_alias=env("HDXRQ_SCHEDULER_ALLOWED_ACTIONS"))
-    scheduler_retry_intervals: Annotated[tuple[int, ...], BeforeValidator(_split_list)] = Field(
-        (30, 120, 600), validation_alias=env("HDXRQ_SCHEDULER_RETRY_INTERVALS")
-    )
-    scheduler_keep_done_days: float = Field(7.0, validation_alias=env("HDXRQ_SCHEDULER_KEEP_DONE_DAYS"), gt=0)
-
-    # --- Tiles and map preview (tiles/) ---
-    tiles_basemap_style_url: OptionalStr = Field(
-        None, validation_alias=env("HDXRQ_TILES_BASEMAP_STYLE_URL"), pattern=r"^https?://"
-    )
-    tiles_cache_max_age: int = Field(300, validation_alias=env("HDXRQ_TILES_CACHE_MAX_AGE"), ge=0)
-    tiles_max_zoom: int = Field(24, validation_alias=env("HDXRQ_TILES_MAX_ZOOM"), ge=0, le=30)
-    tiles_statement_timeout_ms: int = Field(10000, validation_alias=env("HDXRQ_TILES_STATEMENT_TIMEOUT_MS"), ge=100)
-    tiles_memory_cache_mb: int = Field(64, validation_alias=env("HDXRQ_TILES_MEMORY_CACHE_MB"), ge=0)
-    tiles_memory_cache_min_build_ms: float = Field(
-        20.0, validation_alias=env("HDXRQ_TILES_MEMORY_CACHE_MIN_BUILD_MS"), ge=0
-    )
-    tiles_prerender: bool = Field(True, validation_alias=env("HDXRQ_TILES_PRERENDER"))
-    tiles_prerender_min_features: int = Field(300, validation_alias=env("HDXRQ_TILES_PRERENDER_MIN_FEATURES"), ge=1)
-    tiles_prerender_max_tiles: int = Field(2000, validation_alias=env("HDXRQ_TILES_PRERENDER_MAX_TILES"), ge=0)
-    tiles_prerender_max_sec: float = Field(10.0, validation_alias=env("HDXRQ_TILES_PRERENDER_MAX_SEC"), gt=0)
-
-    # --- API process ---
-    admin_tokens: Annotated[tuple[SecretStr, ...], BeforeValidator(_split_list)] = Field(
-        (), validation_alias=env("HDXRQ_ADMIN_TOKENS")
-    )
-    allowed_networks: StrList = Field((), validation_alias=env("HDXRQ_ALLOWED_NETWORKS"))
-    monitor_url: str = Field("/monitor", validation_alias=env("MONITOR_URL"), pattern=r"^/[A-Za-z0-9_\-/]*$")
-    max_request_mb: int = Field(32, validation_alias=env("HDXRQ_MAX_REQUEST_MB"), ge=1)
-    api_workers: int = Field(4, validation_alias=env("HDXRQ_API_WORKERS"), ge=1)
-    api_max_workers: int = Field(16, validation_alias=env("HDXRQ_API_MAX_WORKERS"), ge=1)
-    api_threads: int = Field(1, validation_alias=env("HDXRQ_API_THREADS"), ge=1)
-    shutdown_grace_sec: float = Field(30.0, validation_alias=env("HDXRQ_SHUTDOWN_GRACE_SEC"), gt=0)
-
-    # --- Workers ---
-    worker_ttl: int = Field(600, validation_alias=env("HDX_REDIS_WORKER_TTL"), ge=1)
-    queues: QueueList = Field(ALL_QUEUES, validation_alias=env("QUEUES"))
-    run_workers: int = Field(3, validation_alias=env("HDXRQ_RUN_WORKERS"), ge=1)
-    extra_job_modules: StrList = Field((), validation_alias=env("HDXRQ_EXTRA_JOB_MODULES"))
-    max_queued_jobs: Annotated[dict[str, int], BeforeValidator(_parse_limits)] = Field(
-        {}, validation_alias=env("HDXRQ_MAX_QUEUED_JOBS")
-    )
-    job_retention_hours: float = Field(168.0, validation_alias=env("HDXRQ_JOB_RETENTION_HOURS"), gt=0)
-    process_timeouts: Annotated[dict[str, int], BeforeValidator(_parse_limits)] = Field(
-        {}, validation_alias=env("HDXRQ_PROCESS_TIMEOUTS")
-    )
-
-    # --- Logging ---
-    log_format: str = Field("text", validation_alias=env("HDXRQ_LOG_FORMAT"), pattern=r"^(text|json)$")
-    log_level: str = Field("INFO", validation_alias=env("HDXRQ_LOG_LEVEL"))
-    log_levels: str = Field("", validation_alias=env("HDXRQ_LOG_LEVELS"))
-
-    @field_validator("queues", mode="before")
-    @classmethod
-    def _known_queues(cls, value: Any) -> Any:
-        names = _split_list(value)
-        if isinstance(names, (list, tuple)):
-            unknown = sorted(set(map(str, names)) - set(ALL_QUEUES))
-            if unknown:
-                raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
-        return names or ALL_QUEUES
-
-    @field_validator("download_allowlist")
+    @field_validator("allowlist")
     @classmethod
     def _networks_or_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:
             if "/" in item:
                 ipaddress.ip_network(item, strict=False)  # raises ValueError naming the item
         return value
+
+
+class AccessSettings(Section):
+    """Who may call what (docs/access.md)."""
+
+    admin_tokens: Annotated[tuple[SecretStr, ...], BeforeValidator(_split_list)] = Field(
+        (), validation_alias=env("HDXRQ_ADMIN_TOKENS")
+    )
+    allowed_networks: StrList = Field((), validation_alias=env("HDXRQ_ALLOWED_NETWORKS"))
 
     @field_validator("allowed_networks")
     @classmethod
@@ -233,39 +290,53 @@ class Settings(BaseModel):
                 raise ValueError(f"{item!r} is not an IP address or network (CIDR); no host names") from None
         return value
 
-    @field_validator("ckan_api_base_url", "mixpanel_api_url", "ga4_endpoint")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/") if value else value
 
-    @field_validator("scheduler_allowed_actions")
-    @classmethod
-    def _action_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [item for item in value if not re.fullmatch(r"[a-z0-9_]+", item)]
-        if bad:
-            raise ValueError(f"not CKAN action names: {', '.join(bad)}")
-        return value
+class ApiSettings(Section):
+    """The API processes (``./hdxrq.py serve``)."""
 
-    @field_validator("scheduler_retry_intervals")
-    @classmethod
-    def _retry_intervals(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(seconds < 0 for seconds in value):
-            raise ValueError("retry intervals are seconds >= 0")
-        return value
+    monitor_url: str = Field("/monitor", validation_alias=env("MONITOR_URL"), pattern=r"^/[A-Za-z0-9_\-/]*$")
+    max_request_mb: int = Field(32, validation_alias=env("HDXRQ_MAX_REQUEST_MB"), ge=1)
+    workers: int = Field(4, validation_alias=env("HDXRQ_API_WORKERS"), ge=1)
+    max_workers: int = Field(16, validation_alias=env("HDXRQ_API_MAX_WORKERS"), ge=1)
+    threads: int = Field(1, validation_alias=env("HDXRQ_API_THREADS"), ge=1)
 
-    @field_validator("redis_url_override", "stream_url_override")
-    @classmethod
-    def _redis_url_scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        url = value.get_secret_value() if value else ""
-        if url and is_sentinel_url(url):
-            parse_sentinel_url(url)  # raises ValueError saying what is wrong, never the password
-        elif url and not url.lower().startswith(PLAIN_SCHEMES):
-            raise ValueError(f"must be a {', '.join(PLAIN_SCHEMES)} or redis+sentinel:// URL")
-        return value
 
-    @field_validator("log_level")
+class WorkerSettings(Section):
+    """The worker processes (``./hdxrq.py worker``, ``run``)."""
+
+    queues: QueueList = Field(ALL_QUEUES, validation_alias=env("QUEUES"))
+    ttl: int = Field(600, validation_alias=env("HDX_REDIS_WORKER_TTL"), ge=1)
+    run_count: int = Field(3, validation_alias=env("HDXRQ_RUN_WORKERS"), ge=1)
+    shutdown_grace_sec: float = Field(30.0, validation_alias=env("HDXRQ_SHUTDOWN_GRACE_SEC"), gt=0)
+    """How long a stopping worker lets its job finish; ``run`` and ``serve`` wait as long for their processes."""
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _known_queues(cls, value: Any) -> Any:
+        names = _split_list(value)
+        if isinstance(names, (list, tuple)):
+            unknown = sorted(set(map(str, names)) - set(ALL_QUEUES))
+            if unknown:
+                raise ValueError(f"unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
+        return names or ALL_QUEUES
+
+
+class JobSettings(Section):
+    """Jobs: which functions exist, how many may wait, how long their records stay."""
+
+    max_queued: Limits = Field({}, validation_alias=env("HDXRQ_MAX_QUEUED_JOBS"))
+    retention_hours: float = Field(168.0, validation_alias=env("HDXRQ_JOB_RETENTION_HOURS"), gt=0)
+    extra_modules: StrList = Field((), validation_alias=env("HDXRQ_EXTRA_JOB_MODULES"))
+
+
+class LoggingSettings(Section):
+    """Logging (``logging.yml``)."""
+
+    format: str = Field("text", validation_alias=env("HDXRQ_LOG_FORMAT"), pattern=r"^(text|json)$")
+    level: str = Field("INFO", validation_alias=env("HDXRQ_LOG_LEVEL"))
+    levels: str = Field("", validation_alias=env("HDXRQ_LOG_LEVELS"))
+
+    @field_validator("level")
     @classmethod
     def _log_level(cls, value: str) -> str:
         level = value.upper()
@@ -273,104 +344,78 @@ class Settings(BaseModel):
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
 
-    # --- derived values ---
 
-    @property
-    def fscheck_api_key(self) -> SecretStr | None:
-        """CKAN token for the file-structure-check callback (falls back to the geopreview one)."""
-        return self.fscheck_api_key_value or self.gis_api_key
+# --- the settings object ---
 
-    @property
-    def redis_url(self) -> str:
-        """URL of the RQ Redis, password included: never log it."""
-        if self.redis_url_override:
-            return self.redis_url_override.get_secret_value()
-        return _redis_url(self.redis_host, self.redis_port, self.redis_db, self.redis_password)
 
-    @property
-    def stream_url(self) -> str:
-        """URL of the event-bus Redis, password included: never log it."""
-        if self.stream_url_override:
-            return self.stream_url_override.get_secret_value()
-        return _redis_url(self.stream_host, self.stream_port, self.stream_db, self.stream_password)
+class CoreSettings(BaseModel):
+    """The sections ``core`` owns, and reading any set of sections (a subclass adds fields) at once."""
 
-    @property
-    def max_file_size_bytes(self) -> int:
-        return self.max_file_size_mb * 1024 * 1024
+    model_config = ConfigDict(frozen=True)
 
-    def postgres_conninfo(self, *, with_password: bool = True) -> str:
-        """libpq keyword/value connection string for the PostGIS database."""
-        parts = {
-            "host": self.gisdb_host,
-            "port": str(self.gisdb_port),
-            "dbname": self.gisdb_name,
-            "user": self.gisdb_user,
-            "application_name": "hdxrq",
-        }
-        if with_password and self.gisdb_password:
-            parts["password"] = self.gisdb_password.get_secret_value()
-        return " ".join(f"{key}={_libpq_quote(value)}" for key, value in parts.items())
-
-    def secret_values(self) -> list[str]:
-        """Every configured secret, for tests and log scrubbing."""
-        values = [
-            field.get_secret_value()
-            for field in (
-                self.redis_password,
-                self.stream_password,
-                self.gisdb_password,
-                self.gis_api_key,
-                self.fscheck_api_key_value,
-                self.ga4_api_secret,
-            )
-            if field
-        ]
-        values += [token.get_secret_value() for token in self.admin_tokens]
-        for url in (self.redis_url_override, self.stream_url_override):
-            values.append(url_password(url.get_secret_value()) or "" if url else "")
-        return [value for value in values if value]
-
-    def masked(self) -> dict[str, Any]:
-        """Effective settings by environment variable name, secrets masked."""
-        shown: dict[str, Any] = {}
-        for name, field in type(self).model_fields.items():
-            alias = field.validation_alias
-            key = alias.choices[0] if isinstance(alias, AliasChoices) else alias
-            shown[str(key)] = _masked_value(getattr(self, name))
-        return shown
+    redis: RedisSettings
+    event_bus: EventBusSettings
+    postgis: PostgisSettings
+    ckan: CkanSettings
+    downloads: DownloadSettings
+    access: AccessSettings
+    api: ApiSettings
+    workers: WorkerSettings
+    jobs: JobSettings
+    logging: LoggingSettings
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def sections(cls) -> dict[str, type[Section]]:
+        """Field name → section type, in the order they are declared (and shown)."""
+        found = {}
+        for name, field in cls.model_fields.items():
+            if not (isinstance(field.annotation, type) and issubclass(field.annotation, Section)):
+                raise TypeError(f"{cls.__name__}.{name} is not a Section")
+            found[name] = field.annotation
+        return found
+
+    @classmethod
+    def variable_names(cls) -> set[str]:
+        """Every environment variable these settings read."""
+        return {name for section in cls.sections().values() for names in section.variables().values() for name in names}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
         """Read the settings from an environment mapping (``os.environ`` by default) and its config file."""
         environ = os.environ if environ is None else environ
+        known = cls.variable_names()
         values: dict[str, Any] = {}
         config_file = environ.get(CONFIG_FILE_VARIABLE)
         if config_file:
             values.update(_read_config_file(Path(config_file)))
-        values.update(_known_variables(environ))
-        values.update(_secret_files(environ))
-        try:
-            return cls.model_validate(values)
+        values.update({name: environ[name] for name in known if name in environ})
+        values.update(_secret_files(environ, known))
+        try:  # each section takes the variables its fields name and ignores the others
+            return cls.model_validate(dict.fromkeys(cls.sections(), values))
         except ValidationError as error:
             raise SettingsError(_explain(error)) from None
 
+    def masked(self) -> dict[str, dict[str, Any]]:
+        """Effective settings by section, then by environment variable name, secrets masked."""
+        return {name: getattr(self, name).masked() for name in self.sections()}
 
-def variable_names() -> set[str]:
-    """Every environment variable the settings read."""
-    names: set[str] = set()
-    for field in Settings.model_fields.values():
-        alias = field.validation_alias
-        names.update(str(name) for name in (alias.choices if isinstance(alias, AliasChoices) else [alias]))
-    return names
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for tests and log scrubbing."""
+        return [value for name in self.sections() for value in getattr(self, name).secret_values()]
+
+    def updated(self, **changes: Mapping[str, Any]) -> Self:
+        """A copy with some fields of some sections changed, by field name: ``updated(tiles={"max_zoom": 3})``.
+        The values are not validated (tests use it)."""
+        return self.model_copy(
+            update={name: getattr(self, name).model_copy(update=dict(fields)) for name, fields in changes.items()}
+        )
 
 
-def _known_variables(environ: Mapping[str, str]) -> dict[str, str]:
-    return {name: environ[name] for name in variable_names() if name in environ}
+# --- helpers ---
 
 
-def _secret_files(environ: Mapping[str, str]) -> dict[str, str]:
+def _secret_files(environ: Mapping[str, str], known: set[str]) -> dict[str, str]:
     values = {}
-    known = variable_names()
     for name, path in environ.items():
         variable = name.removesuffix("_FILE")
         if name.endswith("_FILE") and variable in known:
@@ -395,10 +440,11 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
 
 def _explain(error: ValidationError) -> str:
+    """One ``VARIABLE: what is wrong`` per error (a field's location is its section, then its variable)."""
     lines = []
     for item in error.errors():
-        variable = ".".join(str(part) for part in item["loc"]) or "settings"
-        lines.append(f"{variable}: {item['msg']}")
+        location = [str(part) for part in item["loc"]]
+        lines.append(f"{location[-1] if location else 'settings'}: {item['msg']}")
     return "invalid settings: " + "; ".join(lines)
 
 
@@ -410,9 +456,18 @@ def _masked_value(value: Any) -> Any:
     return value
 
 
-def _redis_url(host: str, port: int, db: int, password: SecretStr | None) -> str:
+def _redis_url(host: str, port: int, db: int, password: SecretStr | None, override: SecretStr | None) -> str:
+    if override:
+        return override.get_secret_value()
     auth = f":{quote(password.get_secret_value(), safe='')}@" if password else ""
     return f"redis://{auth}{host}:{port}/{db}"
+
+
+def _redis_secrets(password: SecretStr | None, override: SecretStr | None) -> list[str]:
+    """The password, and the one inside the URL: the URL's other parts are no secret to scrub."""
+    values = [password.get_secret_value() if password else ""]
+    values.append(url_password(override.get_secret_value()) or "" if override else "")
+    return [value for value in values if value]
 
 
 def _libpq_quote(value: str) -> str:

@@ -76,7 +76,7 @@ class HdxWorker(Worker):
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         rt = runtime.current()
-        logging.getLogger().addHandler(JobLogHandler(int(rt.settings.job_retention_hours * 3600)))
+        logging.getLogger().addHandler(JobLogHandler(int(rt.settings.jobs.retention_hours * 3600)))
         for hook in registry.current().worker_start_hooks:
             try:
                 hook(rt)
@@ -206,7 +206,7 @@ class HdxWorker(Worker):
         busy_with = self.get_current_job_id()
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # rq leaves it unannotated
         if busy_with and self.horse_pid and self._grace_timer is None:
-            grace = runtime.current().settings.shutdown_grace_sec
+            grace = runtime.current().settings.workers.shutdown_grace_sec
             log.warning("stop requested: job %s gets %.0fs to finish", busy_with, grace)
             self._grace_timer = threading.Timer(grace, self._interrupt_job, args=(busy_with, self.horse_pid))
             self._grace_timer.daemon = True

@@ -84,7 +84,7 @@ def _consumer_options(default_group: str) -> Callable[[Callable[..., Any]], Call
 
 def _group_consumer(runtime: Runtime, group: str, consumer: str | None, from_start: bool) -> GroupConsumer:
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
-    member = GroupConsumer(runtime.stream_redis, runtime.settings.stream_name, group, name)
+    member = GroupConsumer(runtime.stream_redis, runtime.settings.event_bus.stream_name, group, name)
     member.ensure_group(from_start=from_start)
     return member
 
@@ -161,7 +161,7 @@ def _consume(member: GroupConsumer, options: dict[str, Any], handle: Callable[[S
 def forward_command(runtime: Runtime, webhook: str, **options: Any) -> None:
     """Forward events to a webhook; ack only after a 2xx; entries that keep failing go to <stream>:dead-letter."""
     member = _group_consumer(runtime, options["group"], options["consumer"], options["from_start"])
-    sender = WebhookSender(webhook, runtime.settings.user_agent, options)
+    sender = WebhookSender(webhook, runtime.settings.ckan.user_agent, options)
     wanted = set(options["types"])
     forwarded = 0
 

@@ -24,7 +24,7 @@ from .detect import diff_sheets, last_success, proxy_sheets
 from .errors import HxlProxyError, HxlProxyRefused, HxlProxyTimeout
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from core.settings import CoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,11 @@ SUCCESS_MESSAGE = "File structure check completed"
 MAX_PROXY_BYTES = 20 * 1024 * 1024
 
 
-def fetch_source_info(url: str, settings: Settings, *, resolver: Resolver = system_resolver) -> dict[str, Any]:
+def fetch_source_info(url: str, settings: CoreSettings, *, resolver: Resolver = system_resolver) -> dict[str, Any]:
     """GET the HXL proxy's source-info answer through the guarded client (the URL comes from a request:
     private addresses are refused, redirects checked, the body capped at 20 MB while streaming); raise
     :class:`HxlProxyError` unless the answer is a JSON object (NaN and Infinity are not JSON)."""
-    timeout = float(settings.timeout_sec)
+    timeout = float(settings.downloads.timeout_sec)
     policy = OutboundPolicy.from_settings(settings, max_bytes=MAX_PROXY_BYTES, total_timeout_sec=timeout)
     try:
         with GuardedClient(policy, resolver=resolver).get(url) as fetched:

@@ -25,7 +25,7 @@ fs_check_callbacks_pending = pending_jobs_source(
 
 def stream_metrics(runtime: Runtime) -> Iterable[Metric]:
     """Length of the event stream and, per consumer group, entries not yet delivered or not yet acked."""
-    redis, name = runtime.stream_redis, runtime.settings.stream_name
+    redis, name = runtime.stream_redis, runtime.settings.event_bus.stream_name
     length = GaugeMetricFamily("hdxrq_event_stream_length", "Entries in the event stream", labels=["stream"])
     lag = GaugeMetricFamily("hdxrq_event_stream_group_lag", "Entries a consumer group has not read", labels=["group"])
     pending = GaugeMetricFamily(

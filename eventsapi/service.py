@@ -16,13 +16,14 @@ from core.runtime import Runtime
 
 from .errors import EventsDisabled, FsCheckRequestError
 from .intake import enqueue_change_request, event_time_now, parse_change_request
+from .settings import EventsSettings
 from .tasks import enqueue_check
 
 
 @operation(Access.NOTIFIER)
 def accept_change_events(rt: Runtime, caller: Caller, raw: bytes) -> str:
     """Check a create-change-events body and queue the detection of its events; the job's id."""
-    if not rt.settings.events_api_enabled:
+    if not EventsSettings.of(rt.settings).enabled:
         raise EventsDisabled()
     parse_change_request(raw)
     check_capacity(rt.settings, rt.redis, QueueName.EVENT)

@@ -71,8 +71,9 @@ def publish_change_events(request_id: str, event_time: str) -> dict[str, Any]:
     report_progress("detecting", 10.0)
     events = detect_events(request.old_dataset_dict, request.new_dataset_dict, request.username, event_time)
     report_progress("publishing", 60.0)
+    stream = rt.settings.event_bus
     ids = bus.publish_events(
-        rt.stream_redis, rt.settings.stream_name, events, request_id=request_id, maxlen=rt.settings.stream_maxlen
+        rt.stream_redis, stream.stream_name, events, request_id=request_id, maxlen=stream.maxlen
     )
     rt.redis.delete(key)  # only after the write: a killed job is re-run from the parked body
     log.info("request %s: %d event(s) detected, %d written", request_id, len(events), len(ids))
@@ -126,7 +127,7 @@ def _deliver(dataset_id: str, resource_id: str, value: dict[str, Any]) -> None:
             dataset_id,
             resource_id,
             value,
-            retry=CKAN_CALLBACKS.rq_retry(runtime.current().settings.callback_retry_hours * 3600),
+            retry=CKAN_CALLBACKS.rq_retry(runtime.current().settings.ckan.callback_retry_hours * 3600),
             failure_ttl=30 * 24 * 3600,
             description=f"fs-check callback for resource {resource_id}",
         )
@@ -137,7 +138,7 @@ def send_fs_check_result(dataset_id: str, resource_id: str, value: dict[str, Any
     rt = runtime.current()
     body = fscheck.callback_body(dataset_id, resource_id, value)
     try:
-        rt.ckan.action(CALLBACK_ACTION, token=rt.settings.fscheck_api_key, body=body)
+        rt.ckan.action(CALLBACK_ACTION, token=rt.settings.ckan.fscheck_api_key, body=body)
     except CkanUnavailable:
         raise
     except (CkanError, ConfigurationError) as error:

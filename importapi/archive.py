@@ -32,10 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from core.settings import Settings
-
 from .errors import ArchiveTooLarge, NoLayerFound, UnsupportedFormat
 from .formats import SOURCE_RANKS
+from .settings import ImportSettings
 
 _COPY_CHUNK = 1024 * 1024
 _EOCD = struct.Struct("<4s4H2LH")
@@ -56,11 +55,11 @@ class Budget:
     max_ratio: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Budget:
+    def from_settings(cls, config: ImportSettings) -> Budget:
         return cls(
-            members=settings.archive_max_members,
-            bytes=settings.archive_max_unpacked_mb * 1024 * 1024,
-            max_ratio=settings.archive_max_ratio,
+            members=config.archive_max_members,
+            bytes=config.archive_max_unpacked_mb * 1024 * 1024,
+            max_ratio=config.archive_max_ratio,
         )
 
 

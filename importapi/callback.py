@@ -20,7 +20,7 @@ from core.retry import CKAN_CALLBACKS
 
 if TYPE_CHECKING:
     from core.ckan import CkanClient
-    from core.settings import Settings
+    from core.settings import CoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +50,19 @@ def request_body(resource_id: str, shape_info: dict[str, Any]) -> dict[str, Any]
     return {"id": resource_id, "shape_info": json.dumps(shape_info), "batch_mode": "KEEP_OLD"}
 
 
-def retry_policy(settings: Settings) -> Retry:
+def retry_policy(settings: CoreSettings) -> Retry:
     """rq ``Retry`` that keeps trying for at least ``HDXRQ_CALLBACK_RETRY_HOURS``; a due retry goes to the
     front of the queue, not behind the imports waiting there."""
-    policy = CKAN_CALLBACKS.rq_retry(settings.callback_retry_hours * 3600)
+    policy = CKAN_CALLBACKS.rq_retry(settings.ckan.callback_retry_hours * 3600)
     policy.enqueue_at_front = True
     return policy
 
 
-def deliver(ckan: CkanClient, settings: Settings, resource_id: str, shape_info: dict[str, Any]) -> None:
+def deliver(ckan: CkanClient, settings: CoreSettings, resource_id: str, shape_info: dict[str, Any]) -> None:
     """POST the callback once; raise :class:`~core.errors.CkanError` subclasses when CKAN did not take it."""
-    if settings.gis_api_key is None:
+    if settings.ckan.gis_api_key is None:
         raise ConfigurationError("HDX_GIS_API_KEY is not set")
-    response = ckan.call(ACTION, token=settings.gis_api_key, body=request_body(resource_id, shape_info))
+    response = ckan.call(ACTION, token=settings.ckan.gis_api_key, body=request_body(resource_id, shape_info))
     try:
         accepted = response.json().get("success") is True
     except (ValueError, AttributeError):

@@ -60,7 +60,7 @@ def import_command(rt: Runtime, source: str, resource_id: str | None, send: bool
     """Import SOURCE (a file or an http(s) URL) and print the shape_info JSON."""
     if send and not resource_id:
         raise click.UsageError("--callback needs --resource-id")
-    layer_id = layers.layer_id_for(resource_id or f"cli_{secrets.token_hex(6)}", rt.settings.table_name_prefix)
+    layer_id = layers.layer_id_for(resource_id or f"cli_{secrets.token_hex(6)}", rt.settings.postgis.table_name_prefix)
     bar = _StageBar()
     progress.listen(bar)
     try:

@@ -34,9 +34,10 @@ from core.guarded_http import (
     ResponseTooLarge,
     system_resolver,
 )
-from core.settings import Settings
+from core.settings import CoreSettings
 
 from .errors import DownloadProblem, DownloadRefused, FileTooLarge, ImportProblem, ImportTimeout
+from .settings import ImportSettings
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,16 @@ def redact_url(url: str) -> str:
 def download(
     url: str,
     directory: Path,
-    settings: Settings,
+    settings: CoreSettings,
     on_progress: Callable[[float | None], None] | None = None,
     *,
     resolver: Resolver = system_resolver,
 ) -> Downloaded:
     """Download ``url`` into ``directory``; raise a coded :class:`~importapi.errors.ImportProblem`."""
     policy = OutboundPolicy.from_settings(
-        settings, max_bytes=settings.max_file_size_bytes, total_timeout_sec=float(settings.timeout_sec)
+        settings,
+        max_bytes=ImportSettings.of(settings).max_file_size_bytes,
+        total_timeout_sec=float(settings.downloads.timeout_sec),
     )
     client = GuardedClient(policy, resolver=resolver)
     try:
@@ -80,7 +83,7 @@ def download(
         raise _import_problem(error, url, settings) from None
 
 
-def _import_problem(error: OutboundError, url: str, settings: Settings) -> ImportProblem:
+def _import_problem(error: OutboundError, url: str, settings: CoreSettings) -> ImportProblem:
     """The import's code for a failed fetch (the message names the user's own URL, nothing internal)."""
     where = redact_url(url)
     if isinstance(error, DestinationRefused):
@@ -89,25 +92,26 @@ def _import_problem(error: OutboundError, url: str, settings: Settings) -> Impor
             return DownloadRefused(f"Downloads from {details['host']} are not allowed ({details['reason']})")
         return DownloadRefused("Only http and https URLs can be imported")
     if isinstance(error, ResponseTooLarge):
-        return FileTooLarge(f"The file is larger than {settings.max_file_size_mb} MB")
+        return FileTooLarge(f"The file is larger than {ImportSettings.of(settings).max_file_size_mb} MB")
     if isinstance(error, OutboundTimeout):
         return ImportTimeout(f"Download from {where} timed out")
     return DownloadProblem(f"Download from {where} failed: {error.message}")
 
 
-def _auth_headers(hop: httpx.URL, settings: Settings) -> dict[str, str]:
-    if settings.gis_api_key is None or not settings.hdx_domain:
+def _auth_headers(hop: httpx.URL, settings: CoreSettings) -> dict[str, str]:
+    token, domain = settings.ckan.gis_api_key, settings.ckan.domain
+    if token is None or not domain:
         return {}
     host = hop.raw_host.decode("ascii").lower().rstrip(".")
-    domain = settings.hdx_domain.lower().strip().rstrip(".")
+    domain = domain.lower().strip().rstrip(".")
     if "://" in domain:
         domain = (urlsplit(domain).hostname or "").lower()
-    matches = host == domain or (settings.token_to_subdomains and host.endswith("." + domain))
-    return {"Authorization": settings.gis_api_key.get_secret_value()} if matches else {}
+    matches = host == domain or (ImportSettings.of(settings).token_to_subdomains and host.endswith("." + domain))
+    return {"Authorization": token.get_secret_value()} if matches else {}
 
 
 def _save(
-    fetched: Fetched, directory: Path, settings: Settings, on_progress: Callable[[float | None], None] | None
+    fetched: Fetched, directory: Path, settings: CoreSettings, on_progress: Callable[[float | None], None] | None
 ) -> Downloaded:
     url = str(fetched.url)
     if fetched.status_code != 200:

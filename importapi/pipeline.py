@@ -23,11 +23,12 @@ from psycopg import sql
 from core import runtime
 from core.postgis import connect
 from core.progress import report_progress
-from core.settings import Settings
+from core.settings import CoreSettings
 
 from . import archive, encoding, formats, geojson, layers, ogr
 from .download import download, redact_url
 from .errors import FolderCreationProblem, ImportSuperseded, PushingToPostgisProblem, UnsupportedFormat
+from .settings import ImportSettings
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def run_import(
     source: str | os.PathLike[str],
     layer_id: str,
     *,
-    settings: Settings | None = None,
+    settings: CoreSettings | None = None,
     still_current: Callable[[], bool] | None = None,
 ) -> ImportResult:
     """Import a local file or an http(s) URL into ``public.<layer_id>`` and describe the result.
@@ -95,7 +96,7 @@ def run_import(
         if still_current is not None and not still_current():
             raise ImportSuperseded(layer_id)
         result = None
-        if kind == "geojson" and settings.import_geojson_fast_path:
+        if kind == "geojson" and ImportSettings.of(settings).geojson_fast_path:
             result = _fast_geojson(chosen, layer_id, work, settings, still_current, clock)
         if result is None:
             report_progress("inspecting", None)
@@ -126,9 +127,10 @@ class _StageClock:
 
 
 @contextmanager
-def job_directory(settings: Settings) -> Iterator[Path]:
+def job_directory(settings: CoreSettings) -> Iterator[Path]:
     """A fresh folder for one import, removed whatever happens."""
-    base = Path(settings.gis_tmp) if settings.gis_tmp else Path(tempfile.gettempdir())
+    gis_tmp = ImportSettings.of(settings).gis_tmp
+    base = Path(gis_tmp) if gis_tmp else Path(tempfile.gettempdir())
     try:
         base.mkdir(parents=True, exist_ok=True)
         path = Path(tempfile.mkdtemp(prefix=f"{JOB_DIR_PREFIX}{os.getpid()}-", dir=base))
@@ -140,7 +142,7 @@ def job_directory(settings: Settings) -> Iterator[Path]:
         archive.remove_tree(path)
 
 
-def _fetch(source: str, work: Path, settings: Settings) -> Path:
+def _fetch(source: str, work: Path, settings: CoreSettings) -> Path:
     if source.lower().startswith(("http://", "https://")):
         report_progress("downloading", 0.0)
         target = work / "download"
@@ -154,10 +156,10 @@ def _fetch(source: str, work: Path, settings: Settings) -> Path:
     return path
 
 
-def _prepare(path: Path, work: Path, settings: Settings) -> tuple[Path, dict[str, str], str]:
+def _prepare(path: Path, work: Path, settings: CoreSettings) -> tuple[Path, dict[str, str], str]:
     """Unpack archives (two levels: a KMZ inside a zip) within one budget, pick the file, check that its
     extension and first bytes agree, fix its text encoding."""
-    budget = archive.Budget.from_settings(settings)
+    budget = archive.Budget.from_settings(ImportSettings.of(settings))
     fmt = formats.identify(path)
     for depth in range(3):
         if fmt.kind != "zip":
@@ -179,7 +181,7 @@ def _load_and_swap(
     config: dict[str, str],
     layer_id: str,
     work: Path,
-    settings: Settings,
+    settings: CoreSettings,
     still_current: Callable[[], bool] | None,
     clock: _StageClock,
 ) -> ImportResult:
@@ -187,7 +189,7 @@ def _load_and_swap(
         options = _load_options(settings, staging, config)
         ogr.load(info, options, work, lambda p: report_progress("loading", p))
         # ogr2ogr loads into an UNLOGGED table (no WAL while loading); finalize makes it logged if asked
-        return {"logged": settings.layer_tables_logged}
+        return {"logged": ImportSettings.of(settings).layer_tables_logged}
 
     removed, meta = _through_staging(layer_id, settings, still_current, clock, load)
     return ImportResult(
@@ -207,27 +209,28 @@ def _fast_geojson(
     path: Path,
     layer_id: str,
     work: Path,
-    settings: Settings,
+    settings: CoreSettings,
     still_current: Callable[[], bool] | None,
     clock: _StageClock,
 ) -> ImportResult | None:
     """Import a simple GeoJSON FeatureCollection without GDAL; None when it needs GDAL after all."""
     loaded: list[geojson.FastLoad] = []
+    own = ImportSettings.of(settings)
 
     def load(conn: psycopg.Connection, staging: str) -> dict[str, Any]:
-        deadline = time.monotonic() + settings.ogr_timeout_sec
+        deadline = time.monotonic() + own.ogr_timeout_sec
         table = sql.Identifier(layers.STAGING_SCHEMA, staging)
         outcome = geojson.load(
             path,
             conn,
             table,
-            logged=settings.layer_tables_logged and FAST_PATH_LOGGED_LOAD,
+            logged=own.layer_tables_logged and FAST_PATH_LOGGED_LOAD,
             deadline=deadline,
             on_progress=lambda p: report_progress("loading", p),
         )
         loaded.append(outcome)
         return {
-            "logged": settings.layer_tables_logged and not FAST_PATH_LOGGED_LOAD,
+            "logged": own.layer_tables_logged and not FAST_PATH_LOGGED_LOAD,
             "removed": outcome.removed,
             "map_types": True,  # the fast path creates character varying, integer and numeric columns only
         }
@@ -252,7 +255,7 @@ def _fast_geojson(
 
 def _through_staging(
     layer_id: str,
-    settings: Settings,
+    settings: CoreSettings,
     still_current: Callable[[], bool] | None,
     clock: _StageClock,
     load: Callable[[psycopg.Connection, str], dict[str, Any]],
@@ -291,16 +294,16 @@ def _through_staging(
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"hdxrq-staging:{staging}",))
 
 
-def _load_options(settings: Settings, staging: str, config: dict[str, str]) -> ogr.LoadOptions:
-    password = settings.gisdb_password.get_secret_value() if settings.gisdb_password else None
+def _load_options(settings: CoreSettings, staging: str, config: dict[str, str]) -> ogr.LoadOptions:
+    postgis = settings.postgis
     return ogr.LoadOptions(
-        conninfo=settings.postgres_conninfo(with_password=False).replace("'hdxrq'", "'hdxrq-import'"),
-        password=password,
+        conninfo=postgis.conninfo(with_password=False).replace("'hdxrq'", "'hdxrq-import'"),
+        password=postgis.password.get_secret_value() if postgis.password else None,
         schema=layers.STAGING_SCHEMA,
         table=staging,
-        timeout_sec=settings.ogr_timeout_sec,
+        timeout_sec=ImportSettings.of(settings).ogr_timeout_sec,
         config=config,
-        connect_ports=() if settings.gisdb_host.startswith("/") else (settings.gisdb_port,),
+        connect_ports=() if postgis.host.startswith("/") else (postgis.port,),
     )
 
 

@@ -67,7 +67,7 @@ def _job_pending(rt: Runtime, resource_id: str) -> bool:
 def delete_one_layer(rt: Runtime, caller: Caller, resource_id: str) -> bool:
     """Stop any pending import of the resource and drop its table; whether a table existed."""
     RequestState(rt.redis, resource_id).cancel()
-    layer_id = layers.layer_id_for(resource_id, rt.settings.table_name_prefix)
+    layer_id = layers.layer_id_for(resource_id, rt.settings.postgis.table_name_prefix)
     with rt.postgis.connection() as conn:
         return layers.drop_layer(conn, layer_id)
 
@@ -95,10 +95,10 @@ def delete_orphaned_layers(rt: Runtime, caller: Caller) -> OrphanReport:
 
 
 def _orphaned_layers(rt: Runtime, *, dry_run: bool) -> OrphanReport:
-    ids = rt.ckan.action("hdx_resource_id_list", token=rt.settings.gis_api_key, method="GET")
+    ids = rt.ckan.action("hdx_resource_id_list", token=rt.settings.ckan.gis_api_key, method="GET")
     if not isinstance(ids, list) or not ids or not all(isinstance(item, str) and item for item in ids):
         raise CkanError("CKAN's resource id list is empty or malformed: refusing to delete layers")
-    prefix = rt.settings.table_name_prefix
+    prefix = rt.settings.postgis.table_name_prefix
     pattern = re.compile(rf"^{re.escape(prefix)}_{_UUID_TAIL}$")
     known = {layers.layer_id_for(resource_id, prefix) for resource_id in ids}
     with rt.postgis.connection() as conn:

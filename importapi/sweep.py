@@ -21,6 +21,7 @@ from core.runtime import Runtime
 
 from . import archive, layers
 from .pipeline import JOB_DIR_PREFIX
+from .settings import ImportSettings
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ _DIR_NAME = re.compile(rf"^{re.escape(JOB_DIR_PREFIX)}(\d+)-")
 
 def sweep_leftovers(rt: Runtime) -> None:
     """Remove orphaned job folders and staging tables (called once when a worker starts)."""
-    base = Path(rt.settings.gis_tmp) if rt.settings.gis_tmp else Path(tempfile.gettempdir())
+    gis_tmp = ImportSettings.of(rt.settings).gis_tmp
+    base = Path(gis_tmp) if gis_tmp else Path(tempfile.gettempdir())
     removed = sweep_job_folders(base)
     try:
         dropped = sweep_staging_tables(rt)

@@ -35,6 +35,7 @@ from .errors import DownloadRefused, ImportProblem, ImportSuperseded, ImportTime
 from .layers import LAYER_REPLACED, layer_id_for
 from .pipeline import run_import
 from .requests_state import ImportRequest, RequestState
+from .settings import ImportSettings
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def import_job_id(resource_id: str) -> str:
 
 def import_job_timeout(rt: Runtime) -> int:
     """Room for two complete attempts (download, load and finish) before rq stops the job."""
-    return 2 * (rt.settings.timeout_sec + rt.settings.ogr_timeout_sec + 300)
+    return 2 * (rt.settings.downloads.timeout_sec + ImportSettings.of(rt.settings).ogr_timeout_sec + 300)
 
 
 def enqueue_import(rt: Runtime, resource_id: str) -> None:
@@ -212,7 +213,7 @@ def postgis_lost(error: BaseException) -> bool:
 
 
 def _layer_id(rt: Runtime, resource_id: str) -> str:
-    return layer_id_for(resource_id, rt.settings.table_name_prefix)
+    return layer_id_for(resource_id, rt.settings.postgis.table_name_prefix)
 
 
 def _summary(shape_info: dict[str, Any]) -> dict[str, Any]:

@@ -22,12 +22,14 @@ import importapi.service
 import scheduler.service
 from core.queues import QueueName
 
+from .settings import ProcessesSettings
+
 if TYPE_CHECKING:
     from rq.job import Job
 
     from core.auth import Caller
     from core.runtime import Runtime
-    from core.settings import Settings
+    from core.settings import CoreSettings
 
 RESOURCE_ID = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,99}$"
 
@@ -199,8 +201,8 @@ def process_of(job: Job) -> str | None:
         return None
 
 
-def job_timeout(job: Job, settings: Settings) -> int | None:
+def job_timeout(job: Job, settings: CoreSettings) -> int | None:
     """The per-process timeout (``HDXRQ_PROCESS_TIMEOUTS``) for a job, if one is set."""
     process_id = process_of(job)
-    limits = settings.process_timeouts
+    limits = ProcessesSettings.of(settings).timeouts
     return limits.get(process_id or "", limits.get("*")) if limits else None

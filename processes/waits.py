@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from redis import Redis
 
-    from core.settings import Settings
+    from core.settings import CoreSettings
 
 KEY = "hdxrq:api:sync-waits"
 MARGIN_SEC = 30
@@ -46,13 +46,13 @@ return 1
 """
 
 
-def bound(settings: Settings) -> int:
+def bound(settings: CoreSettings) -> int:
     """How many requests may wait at once: every always-running request slot but one."""
-    return max(0, settings.api_workers * settings.api_threads - 1)
+    return max(0, settings.api.workers * settings.api.threads - 1)
 
 
 @contextmanager
-def place(redis: Redis, settings: Settings, seconds: float) -> Iterator[bool]:
+def place(redis: Redis, settings: CoreSettings, seconds: float) -> Iterator[bool]:
     """Take a place to wait up to ``seconds``; yields whether one was free (and gives it back after)."""
     limit = bound(settings)
     token = uuid.uuid4().hex

@@ -19,9 +19,10 @@ from croniter import croniter
 from core import finite
 
 from .errors import InvalidSchedule
+from .settings import SchedulerSettings
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from core.settings import CoreSettings
 
 ACTION_NAME = re.compile(r"[a-z0-9_]+")
 """A CKAN action name: nothing that could change the URL's path or query."""
@@ -90,12 +91,12 @@ def next_cron_tick(expression: str, after: int) -> int:
     return int(croniter(expression, start).get_next(datetime).timestamp())
 
 
-def parse_add_job(body: Any, settings: Settings, now: datetime) -> ScheduleSpec:
+def parse_add_job(body: Any, settings: CoreSettings, now: datetime) -> ScheduleSpec:
     """Validate an add_job body (CONTRACTS.md §2.8 plus ``cron``/``interval_minutes``) into a spec."""
     if not isinstance(body, dict):
         raise InvalidSchedule("the body must be a JSON object")
     finite.ensure_finite(body, "the request")  # NaN or Infinity would fail every run, silently
-    action = parse_action(body.get("action"), settings.scheduler_allowed_actions)
+    action = parse_action(body.get("action"), SchedulerSettings.of(settings).allowed_actions)
     method = parse_method(body.get("method"))
     params = parse_params(body.get("api_params"), method, settings.secret_values())
     delay = parse_delay_seconds(body)

@@ -28,11 +28,12 @@ from core.connections import SERIALIZER, queue
 from core.queues import QueueName
 
 from .schedules import Kind, ScheduleSpec, iso
+from .settings import SchedulerSettings
 
 if TYPE_CHECKING:
     from redis import Redis
 
-    from core.settings import Settings
+    from core.settings import CoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def tick_job_id(schedule_id: str, tick: int) -> str:
     return f"{JOB_ID_PREFIX}{schedule_id}-{tick}"
 
 
-def create(redis: Redis, spec: ScheduleSpec, settings: Settings, now: datetime) -> Schedule:
+def create(redis: Redis, spec: ScheduleSpec, settings: CoreSettings, now: datetime) -> Schedule:
     """Store a new schedule and schedule its first call."""
     schedule_id = uuid.uuid4().hex
     fields = {
@@ -166,7 +167,7 @@ def cancel(redis: Redis, schedule_id: str) -> bool:
     return bool(deleted)
 
 
-def advance(redis: Redis, schedule_id: str, tick: int, now: int, settings: Settings) -> int | None:
+def advance(redis: Redis, schedule_id: str, tick: int, now: int, settings: CoreSettings) -> int | None:
     """Move the schedule past ``tick`` and schedule the next call, unless another run already did.
 
     Returns the next tick this run scheduled, or ``None`` (one-shot finished, cancelled, or not the
@@ -186,7 +187,7 @@ def advance(redis: Redis, schedule_id: str, tick: int, now: int, settings: Setti
                 pipe.multi()
                 if following is None:
                     pipe.hset(key, mapping={"next_tick": "", "state": DONE})
-                    pipe.expire(key, int(settings.scheduler_keep_done_days * 86400))
+                    pipe.expire(key, int(SchedulerSettings.of(settings).keep_done_days * 86400))
                 else:
                     pipe.hset(key, "next_tick", following)
                 pipe.execute()
@@ -198,11 +199,11 @@ def advance(redis: Redis, schedule_id: str, tick: int, now: int, settings: Setti
     return following
 
 
-def ensure_tick_job(redis: Redis, schedule: Schedule | None, settings: Settings) -> None:
+def ensure_tick_job(redis: Redis, schedule: Schedule | None, settings: CoreSettings) -> None:
     """Make sure the job of the schedule's next tick exists (idempotent: rq refuses a duplicate id)."""
     if schedule is None or schedule.state != ACTIVE or schedule.next_tick is None:
         return
-    intervals = list(settings.scheduler_retry_intervals)
+    intervals = list(SchedulerSettings.of(settings).retry_intervals)
     retry = Retry(max=len(intervals), interval=intervals) if intervals else None
     try:
         queue(QueueName.SCHEDULER, redis).enqueue_at(
@@ -211,7 +212,7 @@ def ensure_tick_job(redis: Redis, schedule: Schedule | None, settings: Settings)
             args=(schedule.id, schedule.next_tick),
             job_id=tick_job_id(schedule.id, schedule.next_tick),
             description=f"Scheduled CKAN call {schedule.description}",
-            job_timeout=max(60, int(settings.ckan_timeout_sec * 3)),
+            job_timeout=max(60, int(settings.ckan.timeout_sec * 3)),
             retry=retry,
             meta={"schedule_id": schedule.id},
             unique=True,
@@ -226,7 +227,7 @@ def record_result(redis: Redis, schedule_id: str, result: dict[str, Any], *, fin
     redis.eval(_RECORD_IF_EXISTS, 1, schedule_key(schedule_id), json.dumps(result), final_tick)
 
 
-def repair(redis: Redis, settings: Settings) -> int:
+def repair(redis: Redis, settings: CoreSettings) -> int:
     """Re-create missing tick jobs (a crash between moving a schedule forward and scheduling its job)."""
     repaired = 0
     for schedule in all_schedules(redis):

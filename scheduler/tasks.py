@@ -18,6 +18,7 @@ from core.logging import mask_secrets
 from core.progress import report_progress
 
 from . import store
+from .settings import SchedulerSettings
 
 if TYPE_CHECKING:
     import httpx
@@ -64,7 +65,7 @@ def _call(rt: Runtime, schedule: Schedule, tick: int) -> dict[str, Any]:
     try:
         response = rt.ckan.call(
             spec.action,
-            token=rt.settings.gis_api_key,
+            token=rt.settings.ckan.gis_api_key,
             method=spec.method,
             body=spec.api_params if spec.method == "POST" else None,
             params=spec.api_params if spec.method == "GET" else None,
@@ -90,12 +91,12 @@ def _call(rt: Runtime, schedule: Schedule, tick: int) -> dict[str, Any]:
 
 def _refusal(schedule: Schedule, rt: Runtime) -> str | None:
     """Why this worker must not make the call (its own settings decide, not the stored schedule)."""
-    allowed = rt.settings.scheduler_allowed_actions
+    allowed = SchedulerSettings.of(rt.settings).allowed_actions
     if allowed and schedule.spec.action not in allowed:
         return f"action {schedule.spec.action} is not in HDXRQ_SCHEDULER_ALLOWED_ACTIONS"
-    if rt.settings.gis_api_key is None:
+    if rt.settings.ckan.gis_api_key is None:
         return ConfigurationError("HDX_GIS_API_KEY is not set").message
-    if not rt.settings.ckan_api_base_url:
+    if not rt.settings.ckan.api_base_url:
         return ConfigurationError("CKAN_API_BASE_URL is not set").message
     return None
 

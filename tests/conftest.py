@@ -30,6 +30,7 @@ from redis import Redis
 from rq import SimpleWorker
 
 from app.factory import create_app
+from app.settings import Settings
 from app.slices import compose
 from core import registry
 from core import runtime as runtime_module
@@ -38,7 +39,6 @@ from core.jobs import HdxJob
 from core.procs import descendants
 from core.queues import ALL_QUEUES
 from core.runtime import Runtime
-from core.settings import Settings, variable_names
 from tests.fakes import FakeCkan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +84,7 @@ TEST_ADMIN_TOKEN = "test-admin-token-5d1e8b"
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No setting leaks in from the developer's shell: tests build their settings explicitly."""
-    for name in variable_names() | {"HDXRQ_CONFIG_FILE", "RQ_REDIS_URL"}:
+    for name in Settings.variable_names() | {"HDXRQ_CONFIG_FILE", "RQ_REDIS_URL"}:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(f"{name}_FILE", raising=False)
 

@@ -25,9 +25,9 @@ import eventsapi.service
 import importapi.service
 import scheduler.service
 from app.factory import create_app
+from app.settings import Settings
 from core.auth import OPERATOR, Access
 from core.runtime import Runtime
-from core.settings import Settings
 from tests.conftest import ROOT, TEST_ADMIN_TOKEN
 
 OUTSIDE, INSIDE = "192.0.2.50", "10.9.9.5"

@@ -67,7 +67,8 @@ def tile(layer_id: str, z: str, x: str, y: str) -> ResponseReturnValue:
     * 404 for an unknown layer, 400 for an unknown column or coordinates outside the zoom level; `ETag` and
       `If-None-Match` give 304 for a tile the client has.
     """
-    result = _service().tile(
+    service = _service()
+    result = service.tile(
         layer_id,
         z,
         x,
@@ -80,7 +81,7 @@ def tile(layer_id: str, z: str, x: str, y: str) -> ResponseReturnValue:
     response.mimetype = "application/x-protobuf"
     response.set_etag(result.etag)
     response.cache_control.public = True
-    response.cache_control.max_age = current_app.extensions["hdx"].settings.tiles_cache_max_age
+    response.cache_control.max_age = service.config.cache_max_age
     response.headers["Access-Control-Allow-Origin"] = "*"  # CKAN's map fetches tiles from its own origin
     return response
 

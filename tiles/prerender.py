@@ -36,7 +36,7 @@ from .layers import Column, Layer, load_layer, summarise_layer
 from .mvt import TileAddress, misses_extent, render_tile, tile_etag
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from .settings import TilesSettings
 
 log = logging.getLogger(__name__)
 
@@ -109,23 +109,23 @@ def forget_layer(conn: psycopg.Connection, layer_id: str) -> None:
 
 
 def prerender(
-    conn: psycopg.Connection, layer: Layer, settings: Settings, clock: Callable[[], float] = time.monotonic
+    conn: psycopg.Connection, layer: Layer, config: TilesSettings, clock: Callable[[], float] = time.monotonic
 ) -> PrerenderReport:
     """Build and store the expensive tiles of ``layer`` (an autocommit connection) for at most
     ``HDXRQ_TILES_PRERENDER_MAX_SEC`` by ``clock``; safe to run twice."""
     started = clock()
-    deadline = started + settings.tiles_prerender_max_sec
+    deadline = started + config.prerender_max_sec
     report = PrerenderReport(layer.layer_id, layer.generation)
     ensure_store(conn)
     discard_stale(conn, layer)
     geometry = layer.geometry_column(None)
     attributes = layer.map_attributes()
     extent = summarise_layer(conn, layer, geometry).extent
-    min_cost = settings.tiles_prerender_min_features
+    min_cost = config.prerender_min_features
     frontier = deque([TileAddress(0, 0, 0)])
     while (
         frontier
-        and report.stored + report.already_stored < settings.tiles_prerender_max_tiles
+        and report.stored + report.already_stored < config.prerender_max_tiles
         and report.stored_bytes < MAX_STORED_BYTES
     ):
         left_ms = int((deadline - clock()) * 1000)
@@ -151,7 +151,7 @@ def prerender(
             report.stored += 1
             report.stored_bytes += size
         report.deepest_zoom = tile.z
-        if tile.z < settings.tiles_max_zoom:
+        if tile.z < config.max_zoom:
             frontier.extend(tile.children())
     report.seconds = round(clock() - started, 3)
     return report

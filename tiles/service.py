@@ -16,6 +16,7 @@ from .cache import TileCache
 from .layers import SummaryCache, check_layer_id, load_layer
 from .mvt import TileAddress, misses_extent, parse_fields, render_tile, tile_etag
 from .prerender import read_stored
+from .settings import TilesSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -41,11 +42,9 @@ class TileService:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.summaries = SummaryCache()
-        self.tiles = TileCache(runtime.settings.tiles_memory_cache_mb * 1024 * 1024)
-
-    @property
-    def settings(self) -> Any:
-        return self.runtime.settings
+        self.config = TilesSettings.of(runtime.settings)
+        self.prefix = runtime.settings.postgis.table_name_prefix
+        self.tiles = TileCache(self.config.memory_cache_mb * 1024 * 1024)
 
     def tile(
         self,
@@ -59,8 +58,8 @@ class TileService:
         is_current: Callable[[str], bool],
     ) -> TileResult:
         """The tile z/x/y of a layer; ``is_current(etag)`` says whether the client already holds it."""
-        check_layer_id(layer_id, self.settings.table_name_prefix)
-        address = TileAddress.parse(z, x, y, self.settings.tiles_max_zoom)
+        check_layer_id(layer_id, self.prefix)
+        address = TileAddress.parse(z, x, y, self.config.max_zoom)
         with self._connection() as conn:
             layer = load_layer(conn, layer_id)
             geometry = layer.geometry_column(geom)
@@ -79,22 +78,22 @@ class TileService:
                 return TileResult(etag, stored)
             started = time.perf_counter()
             with conn.transaction():
-                conn.execute(f"SET LOCAL statement_timeout = {int(self.settings.tiles_statement_timeout_ms)}")
+                conn.execute(f"SET LOCAL statement_timeout = {int(self.config.statement_timeout_ms)}")
                 body = render_tile(conn, layer, geometry, attributes, address)
-        if (time.perf_counter() - started) * 1000 >= self.settings.tiles_memory_cache_min_build_ms:
+        if (time.perf_counter() - started) * 1000 >= self.config.memory_cache_min_build_ms:
             self.tiles.put(etag, body)
         return TileResult(etag, body)
 
     def layer_type(self, layer_id: str) -> str | None:
         """ST_GeometryType spelling of the layer's geometry type (``ST_MultiPolygon``)."""
-        check_layer_id(layer_id, self.settings.table_name_prefix)
+        check_layer_id(layer_id, self.prefix)
         with self._connection() as conn:
             layer = load_layer(conn, layer_id)
             return self.summaries.get(conn, layer, layer.geometry_column(None)).geometry_type
 
     def preview(self, layer_id: str) -> dict[str, Any]:
         """What the preview page needs: geometry type, extent and the fields to request."""
-        check_layer_id(layer_id, self.settings.table_name_prefix)
+        check_layer_id(layer_id, self.prefix)
         with self._connection() as conn:
             layer = load_layer(conn, layer_id)
             geometry = layer.geometry_column(None)
@@ -106,8 +105,8 @@ class TileService:
             "bounds": summary.extent,
             "geom": geometry.name,
             "fields": fields,
-            "maxZoom": self.settings.tiles_max_zoom,
-            "basemapStyleUrl": self.settings.tiles_basemap_style_url,
+            "maxZoom": self.config.max_zoom,
+            "basemapStyleUrl": self.config.basemap_style_url,
         }
 
     def _connection(self) -> AbstractContextManager[psycopg.Connection]:

@@ -27,6 +27,7 @@ from core.runtime import Runtime
 from .errors import UnknownLayer
 from .layers import load_layer
 from .prerender import prerender
+from .settings import TilesSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,14 @@ PRERENDER_RETRY = Retry(max=2, interval=[60, 300])
 
 def layer_imported(rt: Runtime, layer_id: str) -> None:
     """Listener of "layer replaced": queue the prerender of ``layer_id``; never fails the import."""
-    if not rt.settings.tiles_prerender:
+    config = TilesSettings.of(rt.settings)
+    if not config.prerender:
         return
     try:
         queue(QueueName.TILES, rt.redis).enqueue(
             prerender_layer,
             layer_id,
-            job_timeout=int(rt.settings.tiles_prerender_max_sec) + PRERENDER_TIMEOUT_MARGIN_SEC,
+            job_timeout=int(config.prerender_max_sec) + PRERENDER_TIMEOUT_MARGIN_SEC,
             retry=PRERENDER_RETRY,
             result_ttl=24 * 3600,
             failure_ttl=7 * 24 * 3600,
@@ -60,7 +62,7 @@ def prerender_layer(layer_id: str) -> dict[str, Any]:
     with rt.postgis.connection() as conn:
         try:
             layer = load_layer(conn, layer_id)
-            report = prerender(conn, layer, rt.settings)
+            report = prerender(conn, layer, TilesSettings.of(rt.settings))
         except (UnknownLayer, psycopg.errors.UndefinedTable):
             log.info("layer %s is gone: nothing to prerender", layer_id)
             return {"layer_id": layer_id, "state": "layer-gone"}

@@ -81,7 +81,7 @@ class CountingConnection(Connection):
 def test_an_accepted_event_costs_one_redis_round_trip(runtime: Runtime, client, payloads) -> None:
     settings = runtime.settings
     pool = ConnectionPool(
-        host=settings.redis_host, port=settings.redis_port, db=settings.redis_db, connection_class=CountingConnection
+        host=settings.redis.host, port=settings.redis.port, db=settings.redis.db, connection_class=CountingConnection
     )
     counting = Redis(connection_pool=pool)
     counting.ping()
@@ -117,7 +117,7 @@ def test_many_events_make_one_drain_job(post_event, payloads, runtime: Runtime) 
 
 def test_ga_hits_are_not_buffered_without_ga4_credentials(settings_env, payloads) -> None:
     from app.factory import create_app
-    from core.settings import Settings
+    from app.settings import Settings
 
     env = {k: v for k, v in settings_env.items() if not k.startswith("GA4_")}
     rt = Runtime(Settings.from_env(env))
@@ -133,7 +133,7 @@ def test_ga_hits_are_not_buffered_without_ga4_credentials(settings_env, payloads
 
 def test_redis_down_answers_503_in_the_contract_shape(settings_env, payloads) -> None:
     from app.factory import create_app
-    from core.settings import Settings
+    from app.settings import Settings
 
     rt = Runtime(Settings.from_env({**settings_env, "HDX_REDIS_PORT": "1"}))
     client = create_app(runtime=rt).test_client()

@@ -26,7 +26,7 @@ class Clock:
 
 
 def deliver(runtime: Runtime, clock: Clock | None = None, rng: Callable[[], float] = lambda: 0.0) -> Any:
-    delivery = Delivery.for_settings(runtime.redis, runtime.settings, clock=clock or Clock(), rng=rng)
+    delivery = Delivery.for_settings(runtime.redis, runtime.settings.analyticsapi, clock=clock or Clock(), rng=rng)
     try:
         return delivery.run()
     finally:
@@ -78,7 +78,7 @@ def test_tokens_go_in_separate_batches_and_batches_respect_the_size(
         event = {**payloads[0], "mixpanel_meta": {**payloads[0]["mixpanel_meta"], "time": 1728288000.0 + number}}
         post_event(event)
         post_event(other)
-    runtime.__dict__["settings"] = runtime.settings.model_copy(update={"analytics_mixpanel_batch_size": 5})
+    runtime.__dict__["settings"] = runtime.settings.updated(analyticsapi={"mixpanel_batch_size": 5})
     report = deliver(runtime)
 
     calls = fake_mixpanel.import_calls()
@@ -153,7 +153,7 @@ def test_too_many_retryable_failures_end_in_the_dead_letter_list(
     post_event, payloads, fake_mixpanel: FakeMixpanel, runtime: Runtime
 ) -> None:
     post_event(payloads[0])
-    runtime.__dict__["settings"] = runtime.settings.model_copy(update={"analytics_max_attempts": 3})
+    runtime.__dict__["settings"] = runtime.settings.updated(analyticsapi={"max_attempts": 3})
     fake_mixpanel.route("POST", "/import", Reply(500, "down"))
     clock = Clock()
     for _ in range(3):

@@ -12,8 +12,8 @@ from werkzeug.test import Client
 from analyticsapi import buffer
 from analyticsapi.express import ExpressLane
 from app.factory import create_app
+from app.settings import Settings
 from core.runtime import Runtime
-from core.settings import Settings
 
 PATH = "/api/send-analytics"
 

@@ -17,7 +17,6 @@ from analyticsapi import drain
 from analyticsapi.buffer import stream_key
 from analyticsapi.events import parse_event
 from core.runtime import Runtime
-from core.settings import Settings
 from tests.fakes import Call, FakeGa4, FakeMixpanel, Reply, json_reply
 
 BURST_EVENTS = 300
@@ -85,11 +84,9 @@ def burst(runtime: Runtime, payloads, fake_mixpanel: FakeMixpanel, fake_ga4: Fak
 
 def run_burst(runtime: Runtime, burst: Burst, linger_ms: int) -> dict[str, Any]:
     """The first event requests a drain; the drain runs (lingering 1 s when idle) until the burst is out."""
-    settings: Settings = runtime.settings.model_copy(
-        update={"analytics_linger_ms": linger_ms, "analytics_drain_idle_sec": 1.0}
-    )
+    config = runtime.settings.analyticsapi.model_copy(update={"linger_ms": linger_ms, "drain_idle_sec": 1.0})
     burst.advance(0.0)  # the first event: its request would enqueue this drain
-    return drain.run_drain(runtime.redis, settings, clock=burst, sleep=burst.advance, delivery_clock=burst)
+    return drain.run_drain(runtime.redis, config, clock=burst, sleep=burst.advance, delivery_clock=burst)
 
 
 def mixpanel_requests(fake: FakeMixpanel) -> Counter[str]:
@@ -130,7 +127,7 @@ def test_without_a_linger_the_same_burst_goes_out_in_dribbles(
 def test_a_lone_event_waits_the_linger_and_no_longer(
     runtime: Runtime, payloads, fake_mixpanel: FakeMixpanel, fake_ga4: FakeGa4
 ) -> None:
-    settings = runtime.settings.model_copy(update={"analytics_linger_ms": 300, "analytics_drain_idle_sec": 0.0})
+    config = runtime.settings.analyticsapi.model_copy(update={"linger_ms": 300, "drain_idle_sec": 0.0})
     clock = Clock()
     sent_at: list[float] = []
 
@@ -141,7 +138,7 @@ def test_a_lone_event_waits_the_linger_and_no_longer(
     fake_mixpanel.route("POST", "/import", answer)
     drain.append(runtime.redis, parse_event(payloads[0]))
 
-    report = drain.run_drain(runtime.redis, settings, clock=clock, sleep=clock.advance, delivery_clock=clock)
+    report = drain.run_drain(runtime.redis, config, clock=clock, sleep=clock.advance, delivery_clock=clock)
 
     assert report["delivered"] == {"mixpanel": 1}
     assert sent_at == [pytest.approx(clock.start + 0.3)]  # held for the linger, sent when it ended
@@ -152,10 +149,10 @@ def test_a_drain_ending_while_it_holds_a_batch_schedules_a_tick_for_it(
     runtime: Runtime, payloads, fake_mixpanel: FakeMixpanel
 ) -> None:
     """A drain whose budget ends holds nothing back silently: the next drain is due when the batch is."""
-    settings = runtime.settings.model_copy(update={"analytics_linger_ms": 300})
+    config = runtime.settings.analyticsapi.model_copy(update={"linger_ms": 300})
     clock = Clock()
     drain.append(runtime.redis, parse_event(payloads[0]))
-    delivery = drain.Delivery.for_settings(runtime.redis, settings, clock=clock)
+    delivery = drain.Delivery.for_settings(runtime.redis, config, clock=clock)
     try:
         held = delivery.run()
         assert held.delivered == {} and held.held_for == pytest.approx(0.3)
@@ -171,13 +168,13 @@ def test_the_linger_counts_from_the_events_arrival_when_the_worker_clock_agrees(
     runtime: Runtime, payloads, fake_mixpanel: FakeMixpanel
 ) -> None:
     """A drain that starts late (queued behind other jobs) does not make the events wait a linger more."""
-    settings = runtime.settings.model_copy(update={"analytics_linger_ms": 300})
+    config = runtime.settings.analyticsapi.model_copy(update={"linger_ms": 300})
     drain.append(runtime.redis, parse_event(payloads[0]))
     ((entry_id, _),) = runtime.redis.xrange(stream_key("mixpanel"))
     arrived = int(entry_id.split(b"-")[0]) / 1000  # Redis's clock
     clock = Clock()
     clock.now = arrived + 0.1  # the drain's first look, 100 ms after the event arrived
-    delivery = drain.Delivery.for_settings(runtime.redis, settings, clock=clock)
+    delivery = drain.Delivery.for_settings(runtime.redis, config, clock=clock)
     try:
         assert delivery.run().held_for == pytest.approx(0.2)
         clock.now = arrived + 0.3

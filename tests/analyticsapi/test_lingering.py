@@ -10,9 +10,9 @@ import pytest
 from analyticsapi import buffer, drain, tasks
 from analyticsapi.drain import DrainReport
 from analyticsapi.events import parse_event
+from analyticsapi.settings import AnalyticsSettings
 from core.connections import queue
 from core.runtime import Runtime
-from core.settings import Settings
 from tests.fakes import FakeMixpanel, json_reply
 
 IDLE_SEC = 1.0
@@ -36,8 +36,8 @@ class Clock:
 
 
 @pytest.fixture
-def lingering(runtime: Runtime) -> Settings:
-    return runtime.settings.model_copy(update={"analytics_drain_idle_sec": IDLE_SEC})
+def lingering(runtime: Runtime) -> AnalyticsSettings:
+    return runtime.settings.analyticsapi.model_copy(update={"drain_idle_sec": IDLE_SEC})
 
 
 def event(payload: dict[str, Any], number: int) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def drain_jobs(runtime: Runtime) -> int:
 
 
 def test_events_arriving_during_a_drain_go_out_in_the_same_job(
-    post_event, payloads, runtime: Runtime, lingering: Settings, fake_mixpanel: FakeMixpanel
+    post_event, payloads, runtime: Runtime, lingering: AnalyticsSettings, fake_mixpanel: FakeMixpanel
 ) -> None:
     post_event(event(payloads[0], 0))
     assert drain_jobs(runtime) == 1
@@ -82,7 +82,7 @@ def test_an_event_buffered_after_the_last_pass_requests_the_next_drain(runtime: 
     buffer.SinkBuffer(runtime.redis, "mixpanel").ensure_group()
     report = DrainReport(active={"mixpanel"})
 
-    drain.hand_over(runtime.redis, runtime.settings, report)
+    drain.hand_over(runtime.redis, runtime.settings.analyticsapi, report)
 
     assert drain_jobs(runtime) == 1
     assert runtime.redis.exists(drain.REQUESTED_KEY)  # set again by the request it made
@@ -93,13 +93,13 @@ def test_nothing_unread_after_the_last_pass_requests_nothing(
 ) -> None:
     post_event(payloads[0])
     queue("analytics_q", runtime.redis).empty()
-    drain.run_drain(runtime.redis, runtime.settings)
+    drain.run_drain(runtime.redis, runtime.settings.analyticsapi)
     assert drain_jobs(runtime) == 0
     assert not runtime.redis.exists(drain.REQUESTED_KEY)
 
 
 def test_a_drain_that_finds_another_sender_at_work_ends_at_once_and_leaves_the_flag(
-    post_event, payloads, runtime: Runtime, lingering: Settings, fake_mixpanel
+    post_event, payloads, runtime: Runtime, lingering: AnalyticsSettings, fake_mixpanel
 ) -> None:
     post_event(payloads[0])
     queue("analytics_q", runtime.redis).empty()
@@ -116,18 +116,18 @@ def test_a_drain_that_finds_another_sender_at_work_ends_at_once_and_leaves_the_f
 
 
 def test_a_lingering_drain_retries_a_backed_off_destination_itself(
-    post_event, payloads, runtime: Runtime, lingering: Settings, fake_mixpanel: FakeMixpanel
+    post_event, payloads, runtime: Runtime, lingering: AnalyticsSettings, fake_mixpanel: FakeMixpanel
 ) -> None:
     post_event(payloads[0])
     queue("analytics_q", runtime.redis).empty()
     fake_mixpanel.script("POST", "/import", json_reply({"status": 0, "error": "slow down"}, 429))
-    long_idle = lingering.model_copy(update={"analytics_drain_idle_sec": 30.0})
+    long_idle = lingering.model_copy(update={"drain_idle_sec": 30.0})
     clock = Clock()
 
     report = drain.run_drain(runtime.redis, long_idle, clock=clock, sleep=clock.sleep, delivery_clock=clock)
 
     assert report["delivered"] == {"mixpanel": 1} and report["requests"] == {"mixpanel": 2}
-    assert sum(clock.sleeps) >= runtime.settings.analytics_retry_base_sec / 2  # not before the backoff ended
+    assert sum(clock.sleeps) >= runtime.settings.analyticsapi.retry_base_sec / 2  # not before the backoff ended
 
 
 def test_worker_start_enqueues_a_drain_even_while_the_flag_is_held(runtime: Runtime) -> None:

@@ -41,7 +41,7 @@ def test_a_backing_off_destination_gets_an_earlier_tick(post_event, payloads, ru
     post_event(payloads[0])
     fake_mixpanel.script("POST", "/import", json_reply({"status": 0, "error": "slow down"}, 429))
     report = drain("request")
-    assert report["come_back_in"] is not None and report["come_back_in"] < runtime.settings.analytics_tick_sec
+    assert report["come_back_in"] is not None and report["come_back_in"] < runtime.settings.analyticsapi.tick_sec
     assert len(scheduled_drains(runtime)) == 2  # the earlier tick was added
 
 

@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
+from app.settings import Settings
 from core.auth import OPERATOR, Access, Caller, allows, authorize, operation
 from core.errors import Forbidden, Unauthorized
 from core.runtime import Runtime
-from core.settings import Settings, SettingsError
+from core.settings import SettingsError
 
 TOKEN = "admin-token-1f0c"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 
 from app.factory import create_app
-from core.settings import Settings
+from app.settings import Settings
 
 
 def limited_client(settings_env: dict[str, str]) -> FlaskClient:

@@ -8,8 +8,8 @@ import re
 import psycopg
 
 from app.factory import create_app
+from app.settings import Settings
 from core.checks import CORE_CHECKS, failure_message
-from core.settings import Settings
 
 INTERNAL = "internal.invalid"
 CODE_AND_MESSAGE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*: \S")

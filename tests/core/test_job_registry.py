@@ -17,11 +17,11 @@ import pytest
 from rq.callbacks import Callback
 from rq.job import Job
 
+from app.settings import Settings
 from app.slices import compose
 from core.connections import SERIALIZER, queue
 from core.registry import ForbiddenJobFunction, Registry
 from core.runtime import Runtime
-from core.settings import Settings
 from processes.catalog import PROCESSES
 
 RunCommand = Callable[..., subprocess.CompletedProcess[str]]

@@ -147,7 +147,7 @@ def run_workers(settings_env: dict[str, str]) -> Iterator[Callable[[int], None]]
 
 def _stream_length(runtime: Runtime) -> int:
     stream: Redis = runtime.stream_redis
-    return int(stream.xlen(runtime.settings.stream_name))
+    return int(stream.xlen(runtime.settings.event_bus.stream_name))
 
 
 def test_change_events_reach_the_stream_while_imports_wait(
@@ -168,6 +168,5 @@ def test_change_events_reach_the_stream_while_imports_wait(
     waiting = queue(QueueName.GEO, runtime.redis).count
     assert waiting >= 15
     assert runtime.redis.keys("hdxrq:events:request:*") == []  # nothing left parked
-    assert {entry[1][b"event_type"] for entry in runtime.stream_redis.xrange(runtime.settings.stream_name)} == {
-        b"dataset-metadata-changed"
-    }
+    written = runtime.stream_redis.xrange(runtime.settings.event_bus.stream_name)
+    assert {entry[1][b"event_type"] for entry in written} == {b"dataset-metadata-changed"}

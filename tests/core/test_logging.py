@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
+from app.settings import Settings
 from core.logging import JsonFormatter, configure_logging, mask_secrets, parse_levels
-from core.settings import Settings
 
 
 def test_long_secrets_are_masked_anywhere() -> None:

@@ -88,8 +88,8 @@ def test_slice_metrics_buffer_stream_and_callbacks(client: FlaskClient, runtime:
     event = parse_event({"event_name": "x", "send_mixpanel": True, "mixpanel_token": "t", "mixpanel_tracking_id": "u"})
     drain.append(runtime.redis, event)
     runtime.redis.rpush(buffer.DEAD_LETTER_KEY, "{}")
-    runtime.stream_redis.xadd(runtime.settings.stream_name, {"event_type": "x", "body": "{}"})
-    runtime.stream_redis.xgroup_create(runtime.settings.stream_name, "notifications", id="0")
+    runtime.stream_redis.xadd(runtime.settings.event_bus.stream_name, {"event_type": "x", "body": "{}"})
+    runtime.stream_redis.xgroup_create(runtime.settings.event_bus.stream_name, "notifications", id="0")
     queue("geo_q", runtime.redis).enqueue("importapi.tasks.send_callback", "r1", {"state": "success"})
 
     samples = scrape(client)

@@ -10,9 +10,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.factory import create_app
+from app.settings import Settings
 from core.connections import queue
 from core.runtime import Runtime
-from core.settings import Settings
 from tests.conftest import TEST_ADMIN_TOKEN
 from tests.tiles.browser import Chromium
 from tests.tiles.test_preview_browser import api_url  # noqa: F401 (the served API, as the preview tests use it)

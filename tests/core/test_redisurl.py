@@ -8,11 +8,12 @@ import pytest
 from redis.sentinel import SentinelConnectionPool
 
 from app.cli import rq_defaults
+from app.settings import Settings
 from core import runtime as runtime_module
 from core.connections import PrimaryConnection, rq_redis, stream_redis
 from core.redisurl import SentinelAddress, parse_sentinel_url, url_password
 from core.runtime import HdxRedis, Runtime
-from core.settings import Settings, SettingsError
+from core.settings import SettingsError
 from tests.sentinel import SERVICE, SentinelCluster
 
 

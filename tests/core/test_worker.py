@@ -11,6 +11,7 @@ from rq import Retry
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
+from app.settings import Settings
 from core.connections import SERIALIZER, queue
 from core.queues import ALL_QUEUES
 from core.runtime import Runtime
@@ -140,8 +141,10 @@ def test_config_masks_secrets(worker_process: RunCommand, settings_env: dict[str
     done = worker_process("config", extra_env={"HDX_GISDB_PASS": "pg-secret-81c3"})
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
-    assert shown["HDX_GIS_API_KEY"] == "********"
-    assert shown["HDX_GISDB_DB"] == settings_env["HDX_GISDB_DB"]
+    assert list(shown) == list(Settings.sections())  # grouped by section
+    assert shown["ckan"]["HDX_GIS_API_KEY"] == "********"
+    assert shown["postgis"]["HDX_GISDB_DB"] == settings_env["HDX_GISDB_DB"]
+    assert shown["postgis"]["HDX_GISDB_PASS"] == "********"
     for secret in (settings_env["HDX_GIS_API_KEY"], settings_env["HDXRQ_ADMIN_TOKENS"], "pg-secret-81c3"):
         assert secret not in done.stdout
 

@@ -162,7 +162,7 @@ def test_when_disabled_it_says_so_instead_of_pretending(
     settings_env: dict[str, str], redis_dbs: tuple[int, int]
 ) -> None:
     from app.factory import create_app
-    from core.settings import Settings
+    from app.settings import Settings
 
     runtime = Runtime(Settings.from_env({**settings_env, "EVENTS_API_ENABLED": "false"}))
     client = create_app(runtime=runtime).test_client()
@@ -180,7 +180,7 @@ def test_when_disabled_it_says_so_instead_of_pretending(
 
 def test_queue_redis_down_gets_a_200_failure(settings_env: dict[str, str], redis_dbs: tuple[int, int]) -> None:
     from app.factory import create_app
-    from core.settings import Settings
+    from app.settings import Settings
 
     runtime = Runtime(Settings.from_env({**settings_env, "HDX_REDIS_PORT": "1"}))
     client = create_app(runtime=runtime).test_client()

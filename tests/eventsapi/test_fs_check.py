@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app.settings import Settings
 from core.connections import queue
 from core.runtime import Runtime
-from core.settings import Settings
 from tests.conftest import TEST_FSCHECK_API_KEY
 from tests.eventsapi.helpers import EVENT_TIME
 from tests.fakes import FakeCkan, FakeService, Reply, json_reply

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import shapely
 
-from core.settings import Settings
+from app.settings import Settings
 from importapi import bounds
 
 from .conftest import feature, fields, geojson, ogr2ogr, success, table_facts, zip_files

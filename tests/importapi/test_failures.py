@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import Settings
+from app.settings import Settings
 from tests.fakes import FakeCkan, FakeService, Reply
 
 from .conftest import failure, feature, geojson, polygon
@@ -27,7 +27,7 @@ def table_exists(pg, layer_id: str) -> bool:
 
 
 def assert_nothing_left(settings: Settings) -> None:
-    assert list(Path(settings.gis_tmp).iterdir()) == []
+    assert list(Path(settings.importapi.gis_tmp).iterdir()) == []
 
 
 def test_not_a_geo_file(add_layer, serve, pg, settings) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 
-from core.settings import Settings
+from app.settings import Settings
 from tests.conftest import TEST_GIS_API_KEY
 from tests.fakes import FakeCkan
 
@@ -62,7 +62,7 @@ def test_geojson_polygons(add_layer, serve, pg: psycopg.Connection, fake_ckan: F
     ]
     call = fake_ckan.action_calls("hdx_resource_update_metadata")[0]
     assert call.header("authorization") == TEST_GIS_API_KEY
-    assert call.header("user-agent") == settings.user_agent
+    assert call.header("user-agent") == settings.ckan.user_agent
     assert call.header("content-type") == "application/json"
     assert columns(pg, layer_id) == [(f["field_name"], f["data_type"]) for f in expected_fields]
     assert table_facts(pg, layer_id) == (2, {4326}, {"ST_MultiPolygon"})

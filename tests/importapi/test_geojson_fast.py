@@ -17,8 +17,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from app.settings import Settings
 from core.postgis import connect
-from core.settings import Settings
 from importapi import geojson as geojson_module
 from importapi import layers
 from importapi.geojson import BATCH_BYTES, _decode
@@ -63,7 +63,7 @@ def both_ways(
     ``gdal_geometry``: the geometry column type GDAL gives where it is less specific than the fast path's
     (it declares mixed LineString/MultiLineString layers as generic ``Geometry``).
     """
-    gdal = run_import(path, "pre_gdal", settings=settings.model_copy(update={"import_geojson_fast_path": False}))
+    gdal = run_import(path, "pre_gdal", settings=settings.updated(importapi={"geojson_fast_path": False}))
     fast = run_import(path, "pre_fast", settings=settings)
     assert gdal.driver == "GeoJSON"
     gdal_columns, gdal_rows = table_rows(pg, "pre_gdal")

@@ -182,7 +182,7 @@ def test_real_worker_process_imports_calls_back_and_sweeps(
 ) -> None:
     dead = subprocess.run(["true"], check=True)
     del dead
-    leftover = Path(settings.gis_tmp) / f"hdxrq-import-{_dead_pid()}-stale"
+    leftover = Path(settings.importapi.gis_tmp) / f"hdxrq-import-{_dead_pid()}-stale"
     leftover.mkdir(parents=True)
     resource_id, layer_id = new_resource()
     request(client, resource_id, serve("two.geojson", TWO))
@@ -192,7 +192,7 @@ def test_real_worker_process_imports_calls_back_and_sweeps(
     assert shape_info["state"] == "success" and shape_info["layer_id"] == layer_id
     assert pg.execute(f'SELECT count(*) FROM "{layer_id}"').fetchone() == (2,)
     assert not leftover.exists()
-    assert settings.gis_api_key.get_secret_value() not in done.stderr + done.stdout
+    assert settings.ckan.gis_api_key.get_secret_value() not in done.stderr + done.stdout
 
 
 def _dead_pid() -> int:

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from app.settings import Settings
 from core.queues import ALL_QUEUES, LANES
-from core.settings import variable_names
 
 ROOT = Path(__file__).resolve().parents[2]
 HDXRQ_SERVICES = ("api", "worker", "events", "analytics")
@@ -189,7 +189,7 @@ def test_secrets_arrive_as_files(compose: dict[str, Any]) -> None:
 
 
 def test_hdxrq_services_set_only_real_settings(compose: dict[str, Any]) -> None:
-    known = variable_names()
+    known = Settings.variable_names()
     for name in HDXRQ_SERVICES:
         for variable in compose["services"][name]["environment"]:
             assert variable.removesuffix("_FILE") in known, f"{name}: {variable} is not a setting"

@@ -80,5 +80,5 @@ def test_dismissing_a_running_import_kills_its_ogr2ogr(
             wait_until(lambda: not (loading & ogr2ogr_pids(postgis_db)), timeout=30, what="ogr2ogr to be gone")
 
     assert client.get(f"/jobs/{job_id}").get_json()["status"] == "dismissed"
-    with psycopg.connect(runtime.settings.postgres_conninfo()) as conn:
+    with psycopg.connect(runtime.settings.postgis.conninfo()) as conn:
         assert conn.execute("SELECT to_regclass('public.pre_dismiss_me_1')").fetchone() == (None,)

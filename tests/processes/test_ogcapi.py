@@ -110,7 +110,7 @@ def test_async_execution_poll_to_success_and_results(
     assert info["created"] and info["started"] and info["finished"]
     results = client.get(f"/jobs/{job_id}/results", headers=admin_headers).get_json()
     assert "result" in results
-    stream = runtime.stream_redis.xrange(runtime.settings.stream_name)
+    stream = runtime.stream_redis.xrange(runtime.settings.event_bus.stream_name)
     assert [entry[b"event_type"] for _, entry in stream] == [b"dataset-created"]
 
 
@@ -123,7 +123,7 @@ def test_synchronous_execution_waits_for_the_results(
     assert response.status_code == 200, response.get_json()
     assert response.headers["Preference-Applied"] == "wait=60"
     assert "result" in response.get_json()
-    assert runtime.stream_redis.xlen(runtime.settings.stream_name) == 1
+    assert runtime.stream_redis.xlen(runtime.settings.event_bus.stream_name) == 1
 
 
 def test_bad_inputs_and_unknown_process(client: FlaskClient) -> None:
@@ -215,7 +215,7 @@ def wait_until_ended(runtime: Runtime, job_id: str, seconds: int = 60) -> str:
 
 def test_a_full_queue_answers_503_with_retry_after(settings_env: dict[str, str]) -> None:
     from app.factory import create_app
-    from core.settings import Settings
+    from app.settings import Settings
 
     app = create_app(Settings.from_env({**settings_env, "HDXRQ_MAX_QUEUED_JOBS": "event_q=1"}))
     client = app.test_client()
@@ -299,7 +299,7 @@ def test_example_case_through_the_process_matches_the_expected_events(
     expected = json.loads((SAMPLES / "case-01-expected.json").read_text())
     execute(client, "change-detection", inputs)
     burst_worker("event_q")
-    written = runtime.stream_redis.xrange(runtime.settings.stream_name)
+    written = runtime.stream_redis.xrange(runtime.settings.event_bus.stream_name)
     assert [json.loads(entry[b"body"])["event_type"] for _, entry in written] == [
         event["event_type"] for event in expected["expected_events"]
     ]

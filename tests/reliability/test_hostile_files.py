@@ -138,7 +138,7 @@ def test_hostile_files_are_refused_or_handled(
     option_layer = "pre_" + ids["layer named -sql ..."].replace("-", "_")
     assert pg.execute(f"SELECT count(*) FROM public.{option_layer}").fetchone()[0] == 3  # the chosen layer, whole
     assert pg.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'hdxrq_staging'").fetchone()[0] == 0
-    wait_until(lambda: list(Path(settings.gis_tmp).iterdir()) == [], 10, "job folders to be removed")
+    wait_until(lambda: list(Path(settings.importapi.gis_tmp).iterdir()) == [], 10, "job folders to be removed")
 
 
 def _assert_only_the_successes_are_layers(pg, results: dict[str, dict]) -> None:
@@ -149,7 +149,7 @@ def _assert_only_the_successes_are_layers(pg, results: dict[str, dict]) -> None:
 
 
 def _assert_nothing_escaped(settings, tmp_path: Path) -> None:
-    for root in (Path("/tmp"), tmp_path, Path(settings.gis_tmp).parent):
+    for root in (Path("/tmp"), tmp_path, Path(settings.importapi.gis_tmp).parent):
         assert not list(root.glob("hdxrq-zip-slip*")), root
     assert not (Path("/Windows") / "hdxrq-zip-slip-drive.geojson").exists()
 

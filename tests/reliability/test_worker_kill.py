@@ -93,7 +93,7 @@ def test_sigkill_mid_import_runs_again_elsewhere_with_one_callback(
     assert shape_info["state"] == "success", shape_info
     assert job_id in second.output()  # it ran again, on the second worker
     assert staging_tables(pg) == []
-    assert list(Path(settings.gis_tmp).iterdir()) == []
+    assert list(Path(settings.importapi.gis_tmp).iterdir()) == []
     assert second.alive()
 
 

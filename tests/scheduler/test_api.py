@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from app.factory import create_app
+from app.settings import Settings
 from core.runtime import Runtime
-from core.settings import Settings
 from tests.conftest import TEST_ADMIN_TOKEN, TEST_FSCHECK_API_KEY, TEST_GIS_API_KEY
 from tests.fakes import FakeCkan, json_reply
 

@@ -123,6 +123,6 @@ def test_retries_stop_after_the_configured_count(
         clock.enqueue_due(datetime.now(UTC) + timedelta(hours=hours))
         burst_worker("default_scheduler_q")
 
-    assert len(fake_ckan.action_calls("package_patch")) == 1 + len(runtime.settings.scheduler_retry_intervals)
+    assert len(fake_ckan.action_calls("package_patch")) == 1 + len(runtime.settings.scheduler.retry_intervals)
     [job] = list_jobs()
     assert job["last_run"]["status"] == 503 and job["runs"] == 0

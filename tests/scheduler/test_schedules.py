@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from app.settings import Settings
 from core.finite import NonFiniteNumber
-from core.settings import Settings
 from scheduler.errors import InvalidSchedule
 from scheduler.schedules import Kind, ScheduleSpec, parse_add_job
 

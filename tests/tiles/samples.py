@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from core.settings import Settings
+from app.settings import Settings
 from importapi.pipeline import run_import
 from tests.conftest import PG
 

@@ -9,8 +9,8 @@ import psycopg
 from flask import Flask
 
 from app.factory import create_app
+from app.settings import Settings
 from core.runtime import Runtime
-from core.settings import Settings
 from tests.tiles.samples import load_layer, polygon_features
 from tiles.cache import TileCache
 

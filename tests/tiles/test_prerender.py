@@ -14,12 +14,12 @@ import pytest
 from flask import Flask
 
 from app.factory import create_app
+from app.settings import Settings
 from core import runtime as runtime_module
 from core.auth import OPERATOR
 from core.connections import queue
 from core.queues import QueueName
 from core.runtime import Runtime
-from core.settings import Settings
 from importapi import layers as import_layers
 from importapi import service as import_service
 from tests.conftest import pg_connect
@@ -135,7 +135,7 @@ def test_prerender_stops_when_its_time_is_up(
         return float(len(stored(pg, layer)))
 
     with runtime.postgis.connection() as conn:
-        report = prerender(conn, load_tile_layer(conn, layer), runtime.settings, clock=tiles_stored)
+        report = prerender(conn, load_tile_layer(conn, layer), runtime.settings.tiles, clock=tiles_stored)
 
     assert (report.stored, report.state, report.seconds) == (3, "time-limit", 3.0)
     assert [row[:3] for row in stored(pg, layer)] == [(0, 0, 0), (1, 1, 0), (2, 2, 1)]
@@ -157,7 +157,7 @@ def test_a_tile_build_gets_only_the_time_left(
             return moment
 
         with runtime.postgis.connection() as conn:
-            report = prerender(conn, load_tile_layer(conn, layer), runtime.settings, clock=clock)
+            report = prerender(conn, load_tile_layer(conn, layer), runtime.settings.tiles, clock=clock)
         locker.rollback()
 
     assert (report.stored, report.state) == (0, "time-limit")

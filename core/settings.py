@@ -171,7 +171,32 @@ def _field_holding(settings_type: type[CoreSettings], section_type: type[Section
     )
 
 
-class RedisSettings(Section):
+class RedisServer(Section):
+    """What both Redis sections hold: where the server is (or its whole URL), and the URL made of it.
+    The subclasses name the variables."""
+
+    host: str
+    port: int
+    db: int
+    password: OptionalSecret
+    url_override: RedisUrl
+
+    @property
+    def url(self) -> str:
+        """The URL to connect with, password included: never log it."""
+        if self.url_override:
+            return self.url_override.get_secret_value()
+        auth = f":{quote(self.password.get_secret_value(), safe='')}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/{self.db}"
+
+    def secret_values(self) -> list[str]:
+        """The password, and the one inside the URL (its other parts are no secret to scrub)."""
+        values = [self.password.get_secret_value() if self.password else ""]
+        values.append(url_password(self.url_override.get_secret_value()) or "" if self.url_override else "")
+        return [value for value in values if value]
+
+
+class RedisSettings(RedisServer):
     """The RQ Redis: queues, job records, buffers."""
 
     host: str = Field("localhost", validation_alias=env("HDX_REDIS_ADDR"))
@@ -181,16 +206,8 @@ class RedisSettings(Section):
     url_override: RedisUrl = Field(None, validation_alias=env("HDXRQ_REDIS_URL"))
     failover_sec: float = Field(30.0, validation_alias=env("HDXRQ_REDIS_FAILOVER_SEC"), gt=0)
 
-    @property
-    def url(self) -> str:
-        """The URL to connect with, password included: never log it."""
-        return _redis_url(self.host, self.port, self.db, self.password, self.url_override)
 
-    def secret_values(self) -> list[str]:
-        return _redis_secrets(self.password, self.url_override)
-
-
-class EventBusSettings(Section):
+class EventBusSettings(RedisServer):
     """The event-bus Redis, shared with other consumers: never flushed."""
 
     host: str = Field("localhost", validation_alias=env("REDIS_STREAM_HOST"))
@@ -200,14 +217,6 @@ class EventBusSettings(Section):
     password: OptionalSecret = Field(None, validation_alias=env("HDXRQ_STREAM_REDIS_PASSWORD"))
     url_override: RedisUrl = Field(None, validation_alias=env("HDXRQ_STREAM_REDIS_URL"))
     maxlen: int = Field(50000, validation_alias=env("HDXRQ_STREAM_MAXLEN"), ge=1)
-
-    @property
-    def url(self) -> str:
-        """The URL to connect with, password included: never log it."""
-        return _redis_url(self.host, self.port, self.db, self.password, self.url_override)
-
-    def secret_values(self) -> list[str]:
-        return _redis_secrets(self.password, self.url_override)
 
 
 class PostgisSettings(Section):
@@ -454,20 +463,6 @@ def _masked_value(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_masked_value(item) for item in value]
     return value
-
-
-def _redis_url(host: str, port: int, db: int, password: SecretStr | None, override: SecretStr | None) -> str:
-    if override:
-        return override.get_secret_value()
-    auth = f":{quote(password.get_secret_value(), safe='')}@" if password else ""
-    return f"redis://{auth}{host}:{port}/{db}"
-
-
-def _redis_secrets(password: SecretStr | None, override: SecretStr | None) -> list[str]:
-    """The password, and the one inside the URL: the URL's other parts are no secret to scrub."""
-    values = [password.get_secret_value() if password else ""]
-    values.append(url_password(override.get_secret_value()) or "" if override else "")
-    return [value for value in values if value]
 
 
 def _libpq_quote(value: str) -> str:

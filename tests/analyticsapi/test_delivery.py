@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 
 from analyticsapi import buffer
 from analyticsapi.drain import Delivery
+from analyticsapi.settings import AnalyticsSettings
 from core.runtime import Runtime
 from tests.fakes import FakeGa4, FakeMixpanel, Reply, json_reply
 
@@ -26,7 +27,8 @@ class Clock:
 
 
 def deliver(runtime: Runtime, clock: Clock | None = None, rng: Callable[[], float] = lambda: 0.0) -> Any:
-    delivery = Delivery.for_settings(runtime.redis, runtime.settings.analyticsapi, clock=clock or Clock(), rng=rng)
+    config = AnalyticsSettings.of(runtime.settings)
+    delivery = Delivery.for_settings(runtime.redis, config, clock=clock or Clock(), rng=rng)
     try:
         return delivery.run()
     finally:

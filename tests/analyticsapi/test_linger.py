@@ -16,6 +16,7 @@ import pytest
 from analyticsapi import drain
 from analyticsapi.buffer import stream_key
 from analyticsapi.events import parse_event
+from analyticsapi.settings import AnalyticsSettings
 from core.runtime import Runtime
 from tests.fakes import Call, FakeGa4, FakeMixpanel, Reply, json_reply
 
@@ -84,7 +85,7 @@ def burst(runtime: Runtime, payloads, fake_mixpanel: FakeMixpanel, fake_ga4: Fak
 
 def run_burst(runtime: Runtime, burst: Burst, linger_ms: int) -> dict[str, Any]:
     """The first event requests a drain; the drain runs (lingering 1 s when idle) until the burst is out."""
-    config = runtime.settings.analyticsapi.model_copy(update={"linger_ms": linger_ms, "drain_idle_sec": 1.0})
+    config = AnalyticsSettings.of(runtime.settings).model_copy(update={"linger_ms": linger_ms, "drain_idle_sec": 1.0})
     burst.advance(0.0)  # the first event: its request would enqueue this drain
     return drain.run_drain(runtime.redis, config, clock=burst, sleep=burst.advance, delivery_clock=burst)
 
@@ -127,7 +128,7 @@ def test_without_a_linger_the_same_burst_goes_out_in_dribbles(
 def test_a_lone_event_waits_the_linger_and_no_longer(
     runtime: Runtime, payloads, fake_mixpanel: FakeMixpanel, fake_ga4: FakeGa4
 ) -> None:
-    config = runtime.settings.analyticsapi.model_copy(update={"linger_ms": 300, "drain_idle_sec": 0.0})
+    config = AnalyticsSettings.of(runtime.settings).model_copy(update={"linger_ms": 300, "drain_idle_sec": 0.0})
     clock = Clock()
     sent_at: list[float] = []
 
@@ -149,7 +150,7 @@ def test_a_drain_ending_while_it_holds_a_batch_schedules_a_tick_for_it(
     runtime: Runtime, payloads, fake_mixpanel: FakeMixpanel
 ) -> None:
     """A drain whose budget ends holds nothing back silently: the next drain is due when the batch is."""
-    config = runtime.settings.analyticsapi.model_copy(update={"linger_ms": 300})
+    config = AnalyticsSettings.of(runtime.settings).model_copy(update={"linger_ms": 300})
     clock = Clock()
     drain.append(runtime.redis, parse_event(payloads[0]))
     delivery = drain.Delivery.for_settings(runtime.redis, config, clock=clock)
@@ -168,7 +169,7 @@ def test_the_linger_counts_from_the_events_arrival_when_the_worker_clock_agrees(
     runtime: Runtime, payloads, fake_mixpanel: FakeMixpanel
 ) -> None:
     """A drain that starts late (queued behind other jobs) does not make the events wait a linger more."""
-    config = runtime.settings.analyticsapi.model_copy(update={"linger_ms": 300})
+    config = AnalyticsSettings.of(runtime.settings).model_copy(update={"linger_ms": 300})
     drain.append(runtime.redis, parse_event(payloads[0]))
     ((entry_id, _),) = runtime.redis.xrange(stream_key("mixpanel"))
     arrived = int(entry_id.split(b"-")[0]) / 1000  # Redis's clock

@@ -37,7 +37,7 @@ class Clock:
 
 @pytest.fixture
 def lingering(runtime: Runtime) -> AnalyticsSettings:
-    return runtime.settings.analyticsapi.model_copy(update={"drain_idle_sec": IDLE_SEC})
+    return AnalyticsSettings.of(runtime.settings).model_copy(update={"drain_idle_sec": IDLE_SEC})
 
 
 def event(payload: dict[str, Any], number: int) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def test_an_event_buffered_after_the_last_pass_requests_the_next_drain(runtime: 
     buffer.SinkBuffer(runtime.redis, "mixpanel").ensure_group()
     report = DrainReport(active={"mixpanel"})
 
-    drain.hand_over(runtime.redis, runtime.settings.analyticsapi, report)
+    drain.hand_over(runtime.redis, AnalyticsSettings.of(runtime.settings), report)
 
     assert drain_jobs(runtime) == 1
     assert runtime.redis.exists(drain.REQUESTED_KEY)  # set again by the request it made
@@ -93,7 +93,7 @@ def test_nothing_unread_after_the_last_pass_requests_nothing(
 ) -> None:
     post_event(payloads[0])
     queue("analytics_q", runtime.redis).empty()
-    drain.run_drain(runtime.redis, runtime.settings.analyticsapi)
+    drain.run_drain(runtime.redis, AnalyticsSettings.of(runtime.settings))
     assert drain_jobs(runtime) == 0
     assert not runtime.redis.exists(drain.REQUESTED_KEY)
 
@@ -127,7 +127,8 @@ def test_a_lingering_drain_retries_a_backed_off_destination_itself(
     report = drain.run_drain(runtime.redis, long_idle, clock=clock, sleep=clock.sleep, delivery_clock=clock)
 
     assert report["delivered"] == {"mixpanel": 1} and report["requests"] == {"mixpanel": 2}
-    assert sum(clock.sleeps) >= runtime.settings.analyticsapi.retry_base_sec / 2  # not before the backoff ended
+    backoff = AnalyticsSettings.of(runtime.settings).retry_base_sec
+    assert sum(clock.sleeps) >= backoff / 2  # not before the backoff ended
 
 
 def test_worker_start_enqueues_a_drain_even_while_the_flag_is_held(runtime: Runtime) -> None:

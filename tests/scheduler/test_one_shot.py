@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.runtime import Runtime
+from scheduler.settings import SchedulerSettings
 from tests.conftest import TEST_GIS_API_KEY
 from tests.fakes import FakeCkan, json_reply
 
@@ -123,6 +124,7 @@ def test_retries_stop_after_the_configured_count(
         clock.enqueue_due(datetime.now(UTC) + timedelta(hours=hours))
         burst_worker("default_scheduler_q")
 
-    assert len(fake_ckan.action_calls("package_patch")) == 1 + len(runtime.settings.scheduler.retry_intervals)
+    retries = len(SchedulerSettings.of(runtime.settings).retry_intervals)
+    assert len(fake_ckan.action_calls("package_patch")) == 1 + retries
     [job] = list_jobs()
     assert job["last_run"]["status"] == 503 and job["runs"] == 0

@@ -23,7 +23,7 @@ from core import registry
 from core.connections import CONNECTION_CLASS_PATH, JOB_CLASS_PATH, SERIALIZER_PATH, WORKER_CLASS_PATH
 from core.logging import configure_logging
 from core.monitor import local_worker_names
-from core.queues import LANES, LANES_BY_NAME, merge_lanes
+from core.queues import LANES, LANES_BY_NAME, merge_lanes, within
 from core.runtime import Runtime, install
 from core.settings import CoreSettings, SettingsError
 from core.version import __version__
@@ -51,7 +51,10 @@ def with_lanes(rq_worker: click.Command) -> click.Command:
             ctx = click.get_current_context()
             if ctx.get_parameter_source("queues") is ParameterSource.COMMANDLINE:
                 raise click.UsageError("name queues or --lane, not both")
-            lane = merge_lanes(tuple(LANES_BY_NAME[name] for name in lanes))
+            allowed = within(tuple(LANES_BY_NAME[name] for name in lanes), ctx.obj.settings.workers.queues)
+            if not allowed:
+                raise click.UsageError(f"QUEUES names none of the queues of --lane {', '.join(lanes)}")
+            lane = merge_lanes(allowed)
             params["queues"] = tuple(str(name) for name in lane.queues)
             if ctx.get_parameter_source("dequeue_strategy") is not ParameterSource.COMMANDLINE:
                 params["dequeue_strategy"] = lane.strategy

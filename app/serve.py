@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from core.queues import LANES, Lane, lane_layout
+from core.queues import LANES, Lane, lane_layout, within
 from core.runtime import Runtime
 from core.settings import CoreSettings
 
@@ -166,16 +166,19 @@ def run(runtime: Runtime, host: str, port: int, worker_count: int | None) -> Non
     """Run the API, one worker per lane (events, analytics, geo; more for geo) and the scheduler together;
     Ctrl-C stops them all."""
     count = worker_count or runtime.settings.workers.run_count
-    commands = {"api": [HDXRQ_PY, "serve", "--host", host, "--port", str(port)], **worker_commands(count)}
+    lanes = within(LANES, runtime.settings.workers.queues)
+    if not lanes:
+        raise click.UsageError("QUEUES names no queue of any lane: run would start no worker")
+    commands = {"api": [HDXRQ_PY, "serve", "--host", host, "--port", str(port)], **worker_commands(count, lanes)}
     Supervisor(commands, grace=runtime.settings.workers.shutdown_grace_sec).run()
 
 
-def worker_commands(count: int) -> dict[str, list[str]]:
-    """The workers ``run`` starts, by name: ``count`` workers laid out in lanes (:func:`core.queues.lane_layout`),
-    each with rq's scheduler (one of them holds it at a time)."""
-    layout = lane_layout(count)
-    if any(len(lanes) > 1 for lanes in layout):
-        log.warning("%d worker(s) cannot keep the %d lanes apart: one worker takes several", count, len(LANES))
+def worker_commands(count: int, lanes: tuple[Lane, ...] = LANES) -> dict[str, list[str]]:
+    """The workers ``run`` starts, by name: ``count`` workers laid out in ``lanes`` (:func:`core.queues.lane_layout`;
+    the lanes as ``QUEUES`` limits them), each with rq's scheduler (one of them holds it at a time)."""
+    layout = lane_layout(count, lanes)
+    if any(len(shared) > 1 for shared in layout):
+        log.warning("%d worker(s) cannot keep the %d lanes apart: one worker takes several", count, len(lanes))
     return {
         f"worker-{number} ({'+'.join(lane.name for lane in lanes)})": [
             HDXRQ_PY,

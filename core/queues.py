@@ -18,6 +18,7 @@ of work apart (bench/RESULTS.md has the measurements behind them):
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -68,18 +69,29 @@ SCALED_LANE = LANES_BY_NAME["geo"]
 """The lane workers beyond one per lane join: imports are the long jobs that gain from running side by side."""
 
 
-def lane_layout(workers: int) -> list[tuple[Lane, ...]]:
-    """The lanes each of ``workers`` workers takes: one lane each, extra workers in :data:`SCALED_LANE`.
+def lane_layout(workers: int, lanes: tuple[Lane, ...] = LANES) -> list[tuple[Lane, ...]]:
+    """The lanes each of ``workers`` workers takes: one lane each, extra workers in :data:`SCALED_LANE`
+    (or in the first of ``lanes`` when it is not among them).
 
     With fewer workers than lanes, the last worker takes the remaining lanes together (:func:`merge_lanes`):
     nothing is left unserved, but that worker's long jobs hold up its other queues: the lanes need three.
     """
     if workers < 1:
         raise ValueError("at least one worker")
-    alone: list[tuple[Lane, ...]] = [(lane,) for lane in LANES]
-    if workers >= len(LANES):
-        return alone + [(SCALED_LANE,)] * (workers - len(LANES))
-    return alone[: workers - 1] + [LANES[workers - 1 :]]
+    if not lanes:
+        raise ValueError("at least one lane")
+    alone: list[tuple[Lane, ...]] = [(lane,) for lane in lanes]
+    if workers >= len(lanes):
+        scaled = next((lane for lane in lanes if lane.name == SCALED_LANE.name), lanes[0])
+        return alone + [(scaled,)] * (workers - len(lanes))
+    return alone[: workers - 1] + [lanes[workers - 1 :]]
+
+
+def within(lanes: tuple[Lane, ...], allowed: Collection[str]) -> tuple[Lane, ...]:
+    """``lanes`` limited to the queues of ``allowed`` (the ``QUEUES`` setting), each keeping its order and
+    strategy; a lane left with no queue is dropped."""
+    kept = (Lane(lane.name, tuple(name for name in lane.queues if name in allowed), lane.strategy) for lane in lanes)
+    return tuple(lane for lane in kept if lane.queues)
 
 
 def merge_lanes(lanes: tuple[Lane, ...]) -> Lane:

@@ -21,7 +21,7 @@ from redis import Redis
 from app.serve import worker_commands
 from core.auth import OPERATOR
 from core.connections import queue
-from core.queues import ALL_QUEUES, LANES_BY_NAME, QueueName, lane_layout, merge_lanes
+from core.queues import ALL_QUEUES, LANES, LANES_BY_NAME, QueueName, lane_layout, merge_lanes, within
 from core.runtime import Runtime
 from importapi import service as imports
 from tests.conftest import ROOT, kill_process_tree
@@ -64,6 +64,37 @@ def test_run_starts_a_worker_with_lane_arguments_per_lane() -> None:
         ["worker", "--with-scheduler", "--lane", "geo"],
     ]
     assert list(worker_commands(2).values())[1][3:] == ["--lane", "analytics", "--lane", "geo"]
+
+
+def test_queues_limits_the_lanes_run_lays_out() -> None:
+    lanes = within(LANES, ("event_q", "analytics_q"))
+
+    assert [(lane.name, lane.queues) for lane in lanes] == [
+        ("events", ("event_q",)),
+        ("analytics", ("analytics_q", "event_q")),
+    ]
+    assert [queues_of(shared) for shared in lane_layout(3, lanes)] == [
+        ("event_q",),
+        ("analytics_q", "event_q"),
+        ("event_q",),  # without the geo lane, an extra worker joins the first lane
+    ]
+    assert [command[3:] for command in worker_commands(2, lanes).values()] == [
+        ["--lane", "events"],
+        ["--lane", "analytics"],
+    ]
+
+
+def test_a_lane_worker_takes_only_the_queues_of_queues(runtime: Runtime, worker_process: RunCommand) -> None:
+    _record_on(runtime, QueueName.ANALYTICS, "analytics-1")
+    _record_on(runtime, QueueName.EVENT, "event-1")
+
+    limited = worker_process("worker", "--burst", "--lane", "analytics", extra_env={"QUEUES": "analytics_q"})
+    refused = worker_process("worker", "--burst", "--lane", "geo", extra_env={"QUEUES": "analytics_q"})
+
+    assert limited.returncode == 0, limited.stderr
+    assert _order(runtime) == ["analytics-1"]
+    assert queue(QueueName.EVENT, runtime.redis).count == 1
+    assert refused.returncode == 2 and "QUEUES names none of the queues of --lane geo" in refused.stderr
 
 
 def _record_on(runtime: Runtime, name: QueueName, *values: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -74,16 +75,19 @@ class SinkBuffer:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    def claim(self, count: int) -> list[Entry]:
+    def claim(self, count: int, known: Mapping[str, Entry] | None = None) -> list[Entry]:
         """Entries to send next, in one round trip: those claimed earlier and never acknowledged (a killed
-        sender's batch, a batch held for the linger or waiting for a retry), then up to ``count`` new ones."""
+        sender's batch, a batch held for the linger or waiting for a retry), then up to ``count`` new ones.
+
+        ``known``: entries this reader decoded before (a held batch is read again every pass), reused.
+        """
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.xreadgroup(GROUP, CONSUMER, {self.key: "0"}, count=count)
             pipe.xreadgroup(GROUP, CONSUMER, {self.key: ">"}, count=count)
             pending, fresh = pipe.execute()
-        return self._entries(pending) + self._entries(fresh)
+        return self._entries(pending, known or {}) + self._entries(fresh, known or {})
 
-    def _entries(self, reply: Any) -> list[Entry]:
+    def _entries(self, reply: Any, known: Mapping[str, Entry]) -> list[Entry]:
         entries: list[Entry] = []
         orphans: list[str] = []
         for _stream, items in reply or []:
@@ -92,7 +96,8 @@ class SinkBuffer:
                 if not fields or MESSAGE_FIELD not in fields:
                     orphans.append(entry_id)  # deleted while pending: nothing left to deliver
                     continue
-                entries.append(Entry(entry_id, json.loads(fields[MESSAGE_FIELD])))
+                entry = known.get(entry_id)  # json, not orjson: orjson reads integers past 64 bits as floats
+                entries.append(entry if entry is not None else Entry(entry_id, json.loads(fields[MESSAGE_FIELD])))
         if orphans:
             self.ack([Entry(entry_id, {}) for entry_id in orphans])
         return entries

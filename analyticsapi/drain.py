@@ -3,24 +3,24 @@
 No job per event, and no job per burst either. Every state lives in Redis, so a killed worker, a lost
 enqueue or a Redis restart (AOF) strands nothing::
 
-                  append(): XADD to each destination's stream + SET NX drain-requested, atomically
-      ┌──────┐  ───────────────────────────────────────────────────────────────▶  ┌───────────┐
-      │ IDLE │    only the request that set the flag enqueues the drain job,      │ REQUESTED │
-      └──────┘    after its response went out                                     └─────┬─────┘
-         ▲                                                                              │ a worker runs
-         │ nothing unread            ┌───────────────────────────────────────┐          │ tasks.drain
-         │                           │ RUNNING: the flag renewed every pass   │◀─────────┘
-      ┌──┴────────┐  idle window or  │ (expires like a lease); per destination│
-      │ HAND-OVER │◀─ budget ends ───│ one pass = backoff? → lease → claim →  │─┐ events arriving
-      │ clear the │                  │ linger → send → ack | back off |       │ │ meanwhile: no job,
-      │ flag, look│                  │ dead-letter                            │◀┘ the next pass
-      │ for unread│                  └────────────────────────────────────────┘   takes them
-      └──┬────────┘
-         │ unread events (or budget ended with a backlog) → request the next drain → REQUESTED
-         ▼
-      every drain ends by scheduling a TICK (a delayed drain, rq's scheduler): at the next retry time
-      when a destination backs off or a dead sender's lease must expire, otherwise HDXRQ_ANALYTICS_TICK_SEC.
-      Each worker also forces a drain when it starts.
+             append(): XADD to each destination's stream + SET NX drain-requested, in one script
+    ┌──────┐ ──────────────────────────────────────────────────────────────────▶ ┌───────────┐
+    │ IDLE │   only the request that set the flag enqueues a drain job, after    │ REQUESTED │
+    └──────┘   its response went out; later events find the flag set: no job     └─────┬─────┘
+       ▲                                                                               │ a worker runs
+       │ nothing unread                                                                │ tasks.drain
+       │                                                                               ▼
+    ┌──┴───────────────┐  idle window over and   ┌──────────────────────────────────────────┐
+    │ HAND-OVER        │  nothing held, or the   │ RUNNING: renews the flag after each pass │
+    │ clear the flag,  │◀── budget ended ────────│ a pass, per destination: backoff over? → │◀─┐ next pass after
+    │ then look for    │                         │ lease → claim → linger → send → ack |    │  │ POLL_SEC, or when
+    │ unread events    │                         │ back off | dead-letter                   │──┘ a held batch is due
+    └──┬───────────────┘                         └──────────────────────────────────────────┘
+       │ unread events, or a backlog when the budget ended → request the next drain → REQUESTED
+       ▼
+    every drain ends by scheduling a TICK (a delayed drain through rq's scheduler): at the next retry
+    time when a destination backs off, a held batch is due or a dead sender's lease must expire,
+    otherwise after HDXRQ_ANALYTICS_TICK_SEC. Each worker also forces a drain when it starts.
 
 * **Flag.** ``drain-requested`` is set by the edge (SET NX, 60 s) and renewed by a running drain for as
   long as a lease; so at most one drain waits at any time, and under steady traffic one drain job in one
@@ -31,10 +31,11 @@ enqueue or a Redis restart (AOF) strands nothing::
   through the consumer group, never popped: a killed sender's batch stays pending and is sent again, with
   the same ``$insert_id``s, once its lease expires.
 * **Linger.** A batch (one Mixpanel token, or one GA4 client, up to the batch size) goes when it is full,
-  or when its first event has waited ``HDXRQ_ANALYTICS_LINGER_MS`` since this drain first saw it; until
-  then its entries stay claimed and pending, and the drain keeps running (it never ends holding a batch,
-  unless its budget ends). The wait is counted on the worker's clock, so it needs no clock agreement
-  between machines.
+  or when its oldest event has waited ``HDXRQ_ANALYTICS_LINGER_MS``; until then its entries stay claimed
+  and pending, and the drain keeps running (it never ends holding a batch, unless its budget ends). The
+  wait counts from the event's arrival (its stream id, Redis's clock) or from when this drain first saw
+  it, whichever the worker's clock puts first: a worker whose clock is behind Redis's waits from first
+  sight, one ahead of it sends sooner; neither waits longer than the linger after first sight.
 * **Backoff.** A retryable failure (:mod:`core.retry`) stops that destination until ``backoff:<sink>``'s
   ``not_before``; the other destination goes on. Too many attempts in a row, or a permanent refusal,
   move the batch to the dead-letter list.
@@ -347,7 +348,7 @@ def _backoff_key(sink: str) -> str:
 
 class Delivery:
     """Passes over the buffers of the given senders, within a time budget; remembers across passes when
-    it first saw each claimed entry (the linger's start)."""
+    each claimed entry's linger started."""
 
     def __init__(
         self,
@@ -367,7 +368,9 @@ class Delivery:
         self.linger_sec = settings.analytics_linger_ms / 1000
         # A lease shorter than one request could let a second sender resend a batch still in flight.
         self.lease_sec = max(settings.analytics_lease_sec, 2 * settings.analytics_http_timeout_sec)
-        self._first_seen: dict[str, dict[str, float]] = {}
+        self._linger_from: dict[str, dict[str, float]] = {}
+        self._claimed: dict[str, dict[str, Entry]] = {}
+        """Per destination, the entries of the last claim, decoded once (held ones are read every pass)."""
 
     @classmethod
     def for_settings(cls, redis: Redis, settings: Settings, **kwargs: Any) -> Delivery:
@@ -416,7 +419,8 @@ class Delivery:
             if self.clock() >= deadline:
                 report.more = report.more or buf.backlog() > 0
                 return True
-            due = self._due_batches(sender, buf.claim(sender.read_count), report)
+            entries = buf.claim(sender.read_count, known=self._claimed.get(sender.sink))
+            due = self._due_batches(sender, entries, report)
             if not due:
                 return True
             for batch in due:
@@ -425,13 +429,15 @@ class Delivery:
                 lease.reacquire()
 
     def _due_batches(self, sender: Sender, entries: list[Entry], report: DrainReport) -> list[list[Entry]]:
-        """The batches to send now: full ones, and those whose first-seen entry waited the linger."""
+        """The batches to send now: full ones, and those whose oldest entry waited the linger."""
         now = self.clock()
-        seen = self._first_seen.get(sender.sink, {})
-        seen = self._first_seen[sender.sink] = {entry.id: seen.get(entry.id, now) for entry in entries}
+        known = self._linger_from.get(sender.sink, {})
+        since = {e.id: known[e.id] if e.id in known else min(now, _arrival(e)) for e in entries}
+        self._linger_from[sender.sink] = since
+        self._claimed[sender.sink] = {entry.id: entry for entry in entries}
         due = []
         for batch in sender.batches(entries):
-            waited = now - min(seen[entry.id] for entry in batch)
+            waited = now - min(since[entry.id] for entry in batch)
             if len(batch) >= sender.batch_size or waited >= self.linger_sec - ROUNDING_SEC:
                 due.append(batch)
             else:
@@ -478,6 +484,11 @@ class Delivery:
     def _backoff_remaining(self, sink: str) -> float:
         not_before = self.redis.hget(_backoff_key(sink), "not_before")
         return max(0.0, float(not_before) - self.clock()) if not_before else 0.0
+
+
+def _arrival(entry: Entry) -> float:
+    """When Redis buffered ``entry`` (its stream id's milliseconds, on Redis's clock)."""
+    return int(entry.id.partition("-")[0]) / 1000
 
 
 def _release(lease: Lock) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from analyticsapi import drain
+from analyticsapi.buffer import stream_key
 from analyticsapi.events import parse_event
 from core.runtime import Runtime
 from core.settings import Settings
@@ -164,3 +165,22 @@ def test_a_drain_ending_while_it_holds_a_batch_schedules_a_tick_for_it(
     finally:
         delivery.close()
     assert len(fake_mixpanel.import_calls()) == 1
+
+
+def test_the_linger_counts_from_the_events_arrival_when_the_worker_clock_agrees(
+    runtime: Runtime, payloads, fake_mixpanel: FakeMixpanel
+) -> None:
+    """A drain that starts late (queued behind other jobs) does not make the events wait a linger more."""
+    settings = runtime.settings.model_copy(update={"analytics_linger_ms": 300})
+    drain.append(runtime.redis, parse_event(payloads[0]))
+    ((entry_id, _),) = runtime.redis.xrange(stream_key("mixpanel"))
+    arrived = int(entry_id.split(b"-")[0]) / 1000  # Redis's clock
+    clock = Clock()
+    clock.now = arrived + 0.1  # the drain's first look, 100 ms after the event arrived
+    delivery = drain.Delivery.for_settings(runtime.redis, settings, clock=clock)
+    try:
+        assert delivery.run().held_for == pytest.approx(0.2)
+        clock.now = arrived + 0.3
+        assert delivery.run().delivered == {"mixpanel": 1}
+    finally:
+        delivery.close()

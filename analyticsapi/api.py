@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from core.auth import Caller, authorize
+from core.auth import Caller, access_of, authorize
 from core.checks import Check, register_check
 from core.metrics import register_metric_source
 
@@ -40,7 +40,7 @@ def send_analytics() -> tuple[Response, int]:
     """
     runtime: Runtime = current_app.extensions["hdx"]
     caller = Caller.from_request()
-    authorize(runtime.settings, service.accept_event.access, caller)  # before reading a refused client's body
+    authorize(runtime.settings, access_of(service.accept_event), caller)  # before reading a refused client's body
     try:
         payload = request.get_json(silent=True)
     except RequestEntityTooLarge:

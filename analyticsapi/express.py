@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.wsgi import ClosingIterator
 
-from core.auth import Caller, allows
+from core.auth import Caller, access_of, allows
 from core.metrics import observe_request
 
 from . import service
@@ -52,6 +52,7 @@ class ExpressLane:
         usual = app.json.response(SUCCESS)  # the usual answer, exactly as Flask sends it, built once
         self.success = usual.get_data()
         self.success_headers = list(usual.headers.items())
+        self.access = access_of(service.accept_event)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
@@ -64,7 +65,7 @@ class ExpressLane:
             length is not None
             and length <= runtime.settings.api.max_request_mb * 1024 * 1024
             and _is_json(environ.get("CONTENT_TYPE", ""))
-            and allows(runtime.settings, service.accept_event.access, caller)
+            and allows(runtime.settings, self.access, caller)
         ):
             return self.inner(environ, start_response)
         body = environ["wsgi.input"].read(length) if length else b""

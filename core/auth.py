@@ -133,6 +133,14 @@ def operation(access: Access) -> Callable[[F], F]:
     return declare
 
 
+def access_of(function: Callable[..., Any]) -> Access:
+    """Who may call a door operation (what it declared with :func:`operation`)."""
+    access = getattr(function, "access", None)
+    if not isinstance(access, Access):
+        raise TypeError(f"{function.__qualname__} is not a door operation")
+    return access
+
+
 def check_admin() -> None:
     """Raise :class:`Unauthorized` unless the current request carries an admin token."""
     authorize(current_app.extensions["hdx"].settings, Access.ADMIN, Caller.from_request())

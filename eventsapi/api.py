@@ -13,7 +13,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from core.auth import Caller, authorize
+from core.auth import Caller, access_of, authorize
 from core.errors import AccessDenied, HdxError
 from core.metrics import register_metric_source
 from core.runtime import Runtime
@@ -52,7 +52,7 @@ def create_change_events() -> Response:
       the events (`dataset-created`, `resource-data-changed`, ...) to the Redis stream `hdx_event_stream`.
     """
     rt, caller = _runtime(), Caller.from_request()
-    authorize(rt.settings, service.accept_change_events.access, caller)  # before reading a refused body
+    authorize(rt.settings, access_of(service.accept_change_events), caller)  # before reading a refused body
     try:
         service.accept_change_events(rt, caller, _read_body())
     except AccessDenied:
@@ -78,7 +78,7 @@ def file_structure_check(dataset_id: str, resource_id: str) -> Response:
       "error_type"}`.
     """
     rt, caller = _runtime(), Caller.from_request()
-    authorize(rt.settings, service.request_file_structure_check.access, caller)
+    authorize(rt.settings, access_of(service.request_file_structure_check), caller)
     try:
         body = _json_body()
         if not isinstance(body, dict):

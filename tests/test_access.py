@@ -26,7 +26,7 @@ import importapi.service
 import scheduler.service
 from app.factory import create_app
 from app.settings import Settings
-from core.auth import OPERATOR, Access
+from core.auth import OPERATOR, Access, access_of
 from core.runtime import Runtime
 from tests.conftest import ROOT, TEST_ADMIN_TOKEN
 
@@ -249,7 +249,7 @@ def test_every_door_operation_is_in_the_table_with_the_access_it_declares() -> N
         for name, who in re.findall(r"^\| [^|]*\(`(\w+\.service\.\w+)`\) \|.*\| ([^|]+) \|$", table, re.MULTILINE)
     }
     declared = {
-        f"{door.__name__}.{name}": function.access.value
+        f"{door.__name__}.{name}": access_of(function).value
         for door in DOORS
         for name, function in vars(door).items()
         if callable(function) and hasattr(function, "access") and function.__module__ == door.__name__

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app.settings import Settings
-from core.auth import OPERATOR, Access, Caller, allows, authorize, operation
+from core.auth import OPERATOR, Access, Caller, access_of, allows, authorize, operation
 from core.errors import Forbidden, Unauthorized
 from core.runtime import Runtime
 from core.settings import SettingsError
@@ -88,4 +88,6 @@ def test_an_operation_checks_its_caller_before_it_runs() -> None:
     assert ran == []
     assert schedule_something(rt, caller(f"Bearer {TOKEN}"), 2) == 2
     assert schedule_something(rt, OPERATOR, 3) == 3
-    assert ran == [2, 3] and schedule_something.access is Access.ADMIN  # type: ignore[attr-defined]
+    assert ran == [2, 3] and access_of(schedule_something) is Access.ADMIN
+    with pytest.raises(TypeError):
+        access_of(authorize)

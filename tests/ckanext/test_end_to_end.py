@@ -3,8 +3,8 @@
 CKAN (its own virtualenv, database, Redis database, the Solr stand-in) is served by ``ckan run -r -D``;
 hdxrq by ``./hdxrq.py run``. Through CKAN's action API the test creates a dataset with a GeoJSON resource,
 then checks the layer in PostGIS, the ``shape_info`` CKAN received back, the map view in headless Chromium
-inside CKAN's resource page, the change events on the stream, and that a save still succeeds once hdxrq
-is stopped.
+inside CKAN's resource page, the change events on the stream, that deleting the resource drops its layer,
+and that a save still succeeds once hdxrq is stopped.
 """
 
 from __future__ import annotations
@@ -244,7 +244,16 @@ def test_ckan_with_hdxrq_end_to_end(
     changed = events[-1]["changed_fields"]
     assert [item["field"] for item in changed] == ["notes"] and changed[0]["new_value"] == "Zones of the 2024 census"
 
-    # 5. hdxrq stopped: the save still succeeds; the failure is logged and counted.
+    # 5. Deleting the resource drops its layer, so its tiles are no longer served.
+    ckan.action("resource_delete", id=geo["id"])
+    table = f'public."{info["layer_id"]}"'
+    wait_until(
+        lambda: pg.execute("SELECT to_regclass(%s) IS NULL", (table,)).fetchone() == (True,),
+        timeout=60,
+        what="the deleted resource's layer to be dropped",
+    )
+
+    # 6. hdxrq stopped: the save still succeeds; the failure is logged and counted.
     hdxrq.stop()
     before = ckan.action("hdxrq_status_show")["failures"]
     assert before == {}

@@ -5,7 +5,7 @@
 * ``hdxrq_status_show`` (sysadmins) shows the settings in effect and the notifications hdxrq did not take.
 * ``package_update`` and ``package_delete`` are chained to keep the dataset as it was before the write
   (``resource_create``/``_update``/``_delete``, ``package_patch`` and ``package_revise`` go through
-  ``package_update``).
+  ``package_update``). ``dataset_purge``, which calls no plugin hook, is chained to record the purge itself.
 """
 
 from __future__ import annotations
@@ -60,6 +60,22 @@ def remembering_old(outbox: TransactionOutbox[Any]) -> Action:
     return action
 
 
+def purging(outbox: TransactionOutbox[Any]) -> Action:
+    """A chained ``dataset_purge``: keeps the dataset as it was and records the write (no hook reports it)."""
+
+    @toolkit.chained_action
+    def action(original_action: Action, context: dict[str, Any], data_dict: dict[str, Any]) -> Any:
+        name_or_id = data_dict.get("id")
+        package = model.Package.get(name_or_id) if name_or_id and not context.get(QUIET) else None
+        if package is not None:
+            dataset_id, session = package.id, session_of(context)
+            outbox.remember_old(session, dataset_id, lambda: show_dataset(dataset_id, context, for_update=True))
+            outbox.record_write(session, dataset_id, context.get("user"), created=False)
+        return original_action(context, data_dict)
+
+    return action
+
+
 def hdx_resource_update_metadata(context: dict[str, Any], data_dict: dict[str, Any]) -> dict[str, Any]:
     """Append hdxrq's geopreview result to a resource's ``shape_info`` history (the last 10 are kept).
 
@@ -102,7 +118,8 @@ def hdxrq_status_show(context: dict[str, Any], data_dict: dict[str, Any]) -> dic
     """The extension's settings in effect (no token) and the notifications hdxrq did not take.
 
     :returns: ``url``, ``public_url``, ``formats``, ``geopreview``, ``change_events``, ``failures``
-        (count by kind: ``add-layer``, ``create-change-events``) and ``last_failures`` (by kind)
+        (count by kind: ``add-layer``, ``delete-one-layer``,
+        ``create-change-events``) and ``last_failures`` (by kind)
     """
     toolkit.check_access("hdxrq_status_show", context, data_dict)
     settings = ExtensionSettings.from_config(toolkit.config)

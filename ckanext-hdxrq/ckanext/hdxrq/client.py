@@ -1,7 +1,8 @@
-"""The two calls CKAN makes to hdxrq (add-layer and create-change-events), with timeouts.
+"""The three calls CKAN makes to hdxrq (add-layer, delete-one-layer, create-change-events), with timeouts.
 
 Wire formats are hdxrq's contract with CKAN: ``GET /api/add-layer/dataset/<id>/resource/<id>`` with the
-download URL and its ``url_type`` as query parameters (answer ``state: processing``), and
+download URL and its ``url_type`` as query parameters (answer ``state: processing``),
+``POST /api/delete-one-layer/<resource id>`` (answer ``state: started``, also when there was no layer), and
 ``POST /api/create-change-events`` with ``username``, ``old_dataset_dict`` and ``new_dataset_dict``
 (answer ``state: success``). Anything else, including no answer in time, raises :class:`HdxrqError`.
 """
@@ -41,6 +42,10 @@ class HdxrqClient:
         path = f"/api/add-layer/dataset/{quote(dataset_id, safe='')}/resource/{quote(resource_id, safe='')}"
         params = {"resource_download_url": download_url, "url_type": url_type}
         return self._call("GET", path, "processing", params=params)
+
+    def delete_layer(self, resource_id: str) -> dict[str, Any]:
+        """Ask hdxrq to drop a resource's layer, so its tiles stop being served."""
+        return self._call("POST", f"/api/delete-one-layer/{quote(resource_id, safe='')}", "started")
 
     def create_change_events(self, username: str | None, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         """Hand hdxrq a dataset's versions before and after a write (``old`` is ``{}`` for a new dataset)."""

@@ -1,7 +1,8 @@
 """Counting notifications hdxrq did not take, in CKAN's Redis (shared by all of the site's processes).
 
-Counts by kind (``add-layer``, ``create-change-events``) and the last failure of each kind are read by
-the action ``hdxrq_status_show``. Counting must never fail a save: without Redis the failure is only logged.
+Counts by kind (``add-layer``, ``delete-one-layer``, ``create-change-events``) and the last failure of
+each kind are read by the action ``hdxrq_status_show``. Counting must never fail a save: without Redis
+the failure is only logged.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """What hdxrq is told about one committed dataset write, and telling it.
 
-Pure decisions first: from the dataset before and after the write, the change events to hand over and the
-resources whose file hdxrq must (re)import. Then delivery: each notification is sent once, with the
-configured timeouts; one that hdxrq does not take is logged and counted, never raised, because the save it
-reports has already been committed.
+Pure decisions first: from the dataset before and after the write, the change events to hand over, the
+resources whose file hdxrq must (re)import and the layers it must drop (their resource deleted, purged or
+no longer in a geo format: a deleted resource's map tiles must not stay public). Then delivery: each
+notification is sent once, with the configured timeouts; one that hdxrq does not take is logged and
+counted, never raised, because the save it reports has already been committed.
 """
 
 from __future__ import annotations
@@ -52,16 +53,33 @@ class AddLayer:
         client.add_layer(self.dataset_id, self.resource_id, self.download_url, self.url_type)
 
 
-Notification = ChangeEvents | AddLayer
+@dataclass(frozen=True)
+class DropLayer:
+    """``delete-one-layer`` for one geo resource that is gone."""
+
+    kind: ClassVar[str] = "delete-one-layer"
+    dataset_id: str
+    resource_id: str
+
+    def send(self, client: HdxrqClient) -> None:
+        client.delete_layer(self.resource_id)
+
+
+Notification = ChangeEvents | AddLayer | DropLayer
 
 
 def resources_to_import(
     old: Mapping[str, Any], new: Mapping[str, Any], settings: ExtensionSettings
 ) -> list[dict[str, Any]]:
-    """Geo resources of ``new`` that ``old`` lacks, or whose file or format changed."""
+    """Geo resources of ``new`` that ``old`` lacks, or whose file or format changed.
+
+    A dataset restored from the deleted state gets all of its geo resources imported again: their layers
+    were dropped when it was deleted.
+    """
     if new.get("state") == "deleted":
         return []
-    before = {resource.get("id"): resource for resource in old.get("resources") or []}
+    restored = old.get("state") == "deleted"
+    before = {} if restored else {resource.get("id"): resource for resource in old.get("resources") or []}
     chosen = []
     for resource in new.get("resources") or []:
         if not settings.is_geo(resource) or not resource.get("url"):
@@ -72,24 +90,55 @@ def resources_to_import(
     return chosen
 
 
+def layers_to_drop(
+    old: Mapping[str, Any], new: Mapping[str, Any] | None, settings: ExtensionSettings
+) -> list[dict[str, Any]]:
+    """Geo resources of ``old`` that are gone from ``new`` (None: purged), or no longer in a geo format.
+
+    Every resource of a deleted or purged dataset is gone. Dropping is idempotent on hdxrq's side, so a
+    resource that never had a layer costs one cheap call.
+    """
+    after: dict[Any, Mapping[str, Any]] = {}
+    if new is not None and new.get("state") != "deleted":
+        after = {resource.get("id"): resource for resource in new.get("resources") or []}
+    gone = []
+    for resource in old.get("resources") or []:
+        if not settings.is_geo(resource) or not resource.get("id"):
+            continue
+        current = after.get(resource["id"])
+        if current is None or not settings.is_geo(current):
+            gone.append(resource)
+    return gone
+
+
 def url_type(resource: Mapping[str, Any]) -> str:
     """``upload`` for a file stored by CKAN, ``api`` for anything else (as HDX's CKAN sends it)."""
     return "upload" if resource.get("url_type") == "upload" else "api"
 
 
-def notifications_for(write: DatasetWrite, new: dict[str, Any], settings: ExtensionSettings) -> list[Notification]:
-    """What hdxrq must hear about one written dataset, now ``new`` after the write."""
+def notifications_for(
+    write: DatasetWrite, new: dict[str, Any] | None, settings: ExtensionSettings
+) -> list[Notification]:
+    """What hdxrq must hear about one written dataset, now ``new`` after the write (None: purged).
+
+    A purge has no new dataset to describe, so it sends no change events (deleting the dataset sent
+    ``dataset-deleted`` already); it drops the layers.
+    """
     notes: list[Notification] = []
     if write.old is None:
         log.warning("hdxrq: dataset %s was written but not read before: no notification", write.dataset_id)
         return notes
-    if settings.change_events:
+    if settings.change_events and new is not None:
         notes.append(ChangeEvents(write.dataset_id, write.username, write.old, new))
     if settings.geopreview:
         notes.extend(
-            AddLayer(write.dataset_id, resource["id"], resource["url"], url_type(resource))
-            for resource in resources_to_import(write.old, new, settings)
+            DropLayer(write.dataset_id, resource["id"]) for resource in layers_to_drop(write.old, new, settings)
         )
+        if new is not None:
+            notes.extend(
+                AddLayer(write.dataset_id, resource["id"], resource["url"], url_type(resource))
+                for resource in resources_to_import(write.old, new, settings)
+            )
     return notes
 
 

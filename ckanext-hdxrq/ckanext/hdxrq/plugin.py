@@ -1,9 +1,10 @@
 """The CKAN plugins: ``hdxrq`` (geopreview imports, change events, the callback action) and ``hdxrq_view``.
 
 ``hdxrq`` records every dataset create, update and delete in the open transaction (see :mod:`.outbox`):
-before COMMIT it reads the dataset as written, after COMMIT it hands hdxrq the old and new versions and
-asks it to import every geo resource whose file is new or changed, including resources created inside
-``package_create`` (which CKAN reports only as a dataset write).
+before COMMIT it reads the dataset as written, after COMMIT it hands hdxrq the old and new versions, asks
+it to import every geo resource whose file is new or changed, including resources created inside
+``package_create`` (which CKAN reports only as a dataset write), and to drop the layers of geo resources
+that are gone (deleted, purged, or no longer in a geo format).
 
 ``hdxrq_view`` shows an imported layer on a MapLibre map inside CKAN's resource page, with MapLibre, the
 map script and the vector tiles all served by hdxrq (``ckanext.hdxrq.public_url``).
@@ -57,6 +58,7 @@ class HdxrqPlugin(plugins.SingletonPlugin):
             "hdxrq_status_show": actions.hdxrq_status_show,
             "package_update": actions.remembering_old(self.outbox),
             "package_delete": actions.remembering_old(self.outbox),
+            "dataset_purge": actions.purging(self.outbox),
         }
 
     def get_auth_functions(self) -> dict[str, Any]:
@@ -90,10 +92,11 @@ class HdxrqPlugin(plugins.SingletonPlugin):
         settings = current_settings()
         notes: list[notify.Notification] = []
         for write in writes:
+            new: dict[str, Any] | None
             try:
                 new = actions.show_dataset(write.dataset_id, {"user": write.username})
             except toolkit.ObjectNotFound:
-                continue  # purged within the transaction: nothing left to describe
+                new = None  # purged within the transaction
             notes.extend(notify.notifications_for(write, new, settings))
         return notes
 

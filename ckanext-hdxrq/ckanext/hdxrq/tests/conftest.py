@@ -32,6 +32,7 @@ fakes = _load_fakes()
 Call, FakeService, Responder, json_reply = fakes.Call, fakes.FakeService, fakes.Responder, fakes.json_reply
 
 ADD_LAYER = "/api/add-layer/"
+DELETE_LAYER = "/api/delete-one-layer/"
 CHANGE_EVENTS = "/api/create-change-events"
 PROCESSING = {
     "state": "processing",
@@ -40,6 +41,7 @@ PROCESSING = {
     "error_type": "None",
     "error_class": "None",
 }
+STARTED = {"state": "started", "message": "None", "error_type": "None", "error_class": "None"}
 
 
 class FakeHdxrq(FakeService):
@@ -48,17 +50,24 @@ class FakeHdxrq(FakeService):
     def __init__(self) -> None:
         super().__init__("fake-hdxrq")
         self.add_layer_reply: Responder = json_reply(PROCESSING)
+        self.delete_layer_reply: Responder = json_reply(STARTED)
         self.route("POST", CHANGE_EVENTS, json_reply({"state": "success"}))
 
     def _record(self, call: Call) -> Responder | None:
-        # add-layer paths carry the ids, so they are answered by prefix rather than by exact route
+        # layer paths carry the ids, so they are answered by prefix rather than by exact route
         responder = super()._record(call)
         if responder is None and call.path.startswith(ADD_LAYER):
             return self.add_layer_reply
+        if responder is None and call.method == "POST" and call.path.startswith(DELETE_LAYER):
+            return self.delete_layer_reply
         return responder
 
     def add_layer_calls(self) -> list[Call]:
         return [call for call in self.calls if call.path.startswith(ADD_LAYER)]
+
+    def dropped_layers(self) -> list[str]:
+        """Resource ids of every delete-one-layer call so far."""
+        return [call.path.removeprefix(DELETE_LAYER) for call in self.calls if call.path.startswith(DELETE_LAYER)]
 
     def change_events(self) -> list[dict[str, Any]]:
         return [call.json() for call in self.calls_to(CHANGE_EVENTS, "POST")]

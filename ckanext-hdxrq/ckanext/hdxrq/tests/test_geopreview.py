@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import ckan.model as model
+import ckan.plugins.toolkit as toolkit
 import pytest
 from ckan.tests import factories
 from ckan.tests.helpers import call_action
@@ -103,3 +105,70 @@ def test_deleting_a_dataset_imports_nothing(hdxrq: FakeHdxrq) -> None:
     dataset = factories.Dataset(resources=[{"url": GEOJSON_URL, "format": "GeoJSON"}])
     call_action("package_delete", id=dataset["id"])
     assert len(requested(hdxrq)) == 1
+
+
+def test_deleting_a_geo_resource_drops_its_layer_and_only_its(hdxrq: FakeHdxrq) -> None:
+    dataset = factories.Dataset(
+        resources=[
+            {"url": "https://x.org/a.geojson", "format": "GeoJSON"},
+            {"url": "https://x.org/b.kml", "format": "KML"},
+            {"url": "https://x.org/c.csv", "format": "CSV"},
+        ]
+    )
+    geojson, kml, table = dataset["resources"]
+
+    call_action("resource_delete", id=table["id"])
+    assert hdxrq.dropped_layers() == []
+
+    call_action("resource_delete", id=geojson["id"])
+    assert hdxrq.dropped_layers() == [geojson["id"]]
+    assert kml["id"] not in hdxrq.dropped_layers()
+    assert len(requested(hdxrq)) == 2  # nothing imported again
+
+
+def test_a_resource_no_longer_in_a_geo_format_loses_its_layer(hdxrq: FakeHdxrq) -> None:
+    dataset = factories.Dataset(resources=[{"url": "https://x.org/a.geojson", "format": "GeoJSON"}])
+    resource = dataset["resources"][0]
+
+    call_action("resource_patch", id=resource["id"], format="CSV")
+
+    assert hdxrq.dropped_layers() == [resource["id"]]
+
+
+def test_deleting_a_dataset_drops_its_layers_and_restoring_it_imports_them_again(hdxrq: FakeHdxrq) -> None:
+    dataset = factories.Dataset(
+        resources=[
+            {"url": "https://x.org/a.geojson", "format": "GeoJSON"},
+            {"url": "https://x.org/t.csv", "format": "CSV"},
+        ]
+    )
+    geo = dataset["resources"][0]
+
+    call_action("package_delete", id=dataset["id"])
+    assert hdxrq.dropped_layers() == [geo["id"]]
+
+    call_action("package_patch", id=dataset["id"], state="active")
+    assert requested(hdxrq)[-1] == (add_layer_path(dataset, geo), "https://x.org/a.geojson", "api")
+    assert len(requested(hdxrq)) == 2
+
+
+def test_purging_a_dataset_drops_its_layers_and_sends_no_events(hdxrq: FakeHdxrq) -> None:
+    dataset = factories.Dataset(resources=[{"url": "https://x.org/a.kml", "format": "KML"}])
+    events_before = len(hdxrq.change_events())
+
+    call_action("dataset_purge", id=dataset["id"])
+
+    assert hdxrq.dropped_layers() == [dataset["resources"][0]["id"]]
+    assert len(hdxrq.change_events()) == events_before
+
+
+def test_a_failed_purge_drops_nothing(hdxrq: FakeHdxrq) -> None:
+    dataset = factories.Dataset(resources=[{"url": "https://x.org/a.kml", "format": "KML"}])
+    someone = factories.User()
+
+    with pytest.raises(toolkit.NotAuthorized):
+        call_action("dataset_purge", context={"user": someone["name"], "ignore_auth": False}, id=dataset["id"])
+    model.Session.remove()  # the request ends: its session rolls back
+
+    assert hdxrq.dropped_layers() == []
+    assert call_action("package_show", id=dataset["id"])["state"] == "active"

@@ -145,7 +145,8 @@ def _plan_change_events(job: OldJob) -> Plan:
     raw = json.dumps(body).encode()
 
     def create(rt: Runtime) -> str:
-        return eventsapi.service.accept_change_events(rt, OPERATOR, raw)
+        # the events are stamped when the write was reported, not when the backlog is migrated
+        return eventsapi.service.accept_change_events(rt, OPERATOR, raw, requested_at=job.enqueued_time)
 
     return Plan(f"change events of a write by {str(body['username'])[:80]!r}", body, create)
 

@@ -36,6 +36,8 @@ SCHEDULED_JOBS_KEY = "rq:scheduler:scheduled_jobs"
 QUEUE_KEY = "rq:queue:{}"
 STARTED_KEY = "rq:wip:{}"
 JOB_KEY = "rq:job:{}"
+RQ_TIMESTAMPS = ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ")
+"""How rq 1.x writes ``enqueued_at`` (older releases without the microseconds)."""
 MAX_DATA_BYTES = 64 * 1024 * 1024
 """A job's data is refused beyond this once decompressed (a change event of a big dataset is < 10 MB)."""
 
@@ -69,6 +71,16 @@ class OldJob:
     enqueued_at: str | None = None
     run_at: dt.datetime | None = None
     """For rq-scheduler's jobs: when the old service would have run it (UTC)."""
+
+    @property
+    def enqueued_time(self) -> dt.datetime | None:
+        """When the old service queued the job (aware, UTC), if its record says so legibly."""
+        for layout in RQ_TIMESTAMPS:
+            try:
+                return dt.datetime.strptime(self.enqueued_at or "", layout).replace(tzinfo=dt.UTC)
+            except ValueError:
+                continue
+        return None
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,12 @@ def _loads(raw: bytes) -> Any:
 
 def event_time_now() -> str:
     """UTC now as CONTRACTS.md §3.2 wants it: ISO 8601, no zone, microseconds."""
-    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+    return event_time_of(datetime.now(UTC))
+
+
+def event_time_of(moment: datetime) -> str:
+    """An aware moment as an event time (CONTRACTS.md §3.2): UTC, ISO 8601 without zone, microseconds."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
 def enqueue_change_request(redis: Redis, raw: bytes, event_time: str) -> str:

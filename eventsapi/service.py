@@ -7,6 +7,7 @@ whether CKAN's endpoint or an OGC process (``change-detection``, ``file-structur
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from core.auth import Access, Caller, operation
@@ -15,19 +16,24 @@ from core.queues import QueueName
 from core.runtime import Runtime
 
 from .errors import EventsDisabled, FsCheckRequestError
-from .intake import enqueue_change_request, event_time_now, parse_change_request
+from .intake import enqueue_change_request, event_time_now, event_time_of, parse_change_request
 from .settings import EventsSettings
 from .tasks import enqueue_check
 
 
 @operation(Access.NOTIFIER)
-def accept_change_events(rt: Runtime, caller: Caller, raw: bytes) -> str:
-    """Check a create-change-events body and queue the detection of its events; the job's id."""
+def accept_change_events(rt: Runtime, caller: Caller, raw: bytes, requested_at: datetime | None = None) -> str:
+    """Check a create-change-events body and queue the detection of its events; the job's id.
+
+    The events carry the time of the request: now, or ``requested_at`` (an aware time) for a request
+    made earlier, such as one the old service had queued when it was replaced.
+    """
     if not EventsSettings.of(rt.settings).enabled:
         raise EventsDisabled()
     parse_change_request(raw)
     check_capacity(rt.settings, rt.redis, QueueName.EVENT)
-    return f"change-events-{enqueue_change_request(rt.redis, raw, event_time_now())}"
+    event_time = event_time_of(requested_at) if requested_at else event_time_now()
+    return f"change-events-{enqueue_change_request(rt.redis, raw, event_time)}"
 
 
 @operation(Access.NOTIFIER)

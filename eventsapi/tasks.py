@@ -72,9 +72,7 @@ def publish_change_events(request_id: str, event_time: str) -> dict[str, Any]:
     events = detect_events(request.old_dataset_dict, request.new_dataset_dict, request.username, event_time)
     report_progress("publishing", 60.0)
     stream = rt.settings.event_bus
-    ids = bus.publish_events(
-        rt.stream_redis, stream.stream_name, events, request_id=request_id, maxlen=stream.maxlen
-    )
+    ids = bus.publish_events(rt.stream_redis, stream.stream_name, events, request_id=request_id, maxlen=stream.maxlen)
     rt.redis.delete(key)  # only after the write: a killed job is re-run from the parked body
     log.info("request %s: %d event(s) detected, %d written", request_id, len(events), len(ids))
     return {"request_id": request_id, "written": len(ids), "event_types": [e["event_type"] for e in events]}

@@ -110,6 +110,7 @@ def test_every_kind_of_old_job_is_migrated_once_and_does_its_work(
     fake_ckan.on_action("hdx_refresh_stats", json_reply({"success": True, "result": {}}))
     old = old_jobs_of_every_kind(runtime, files)
     scheduled_at = runtime.redis.zscore("rq:scheduler:scheduled_jobs", old["ids"][4])
+    change_queued_at = runtime.redis.hget(f"rq:job:{old['ids'][2]}", "enqueued_at").decode()
 
     dry = worker_process("migrate-old-jobs", "--dry-run")  # once as operators run it: ./hdxrq.py
     assert dry.returncode == 0, dry.stderr
@@ -141,6 +142,7 @@ def test_every_kind_of_old_job_is_migrated_once_and_does_its_work(
     body = old["change"]
     expected = detect_events(body["old_dataset_dict"], body["new_dataset_dict"], body["username"], "t")
     assert [e["event_type"] for e in published] == [e["event_type"] for e in expected] and expected
+    assert {e["event_time"] for e in published} == {change_queued_at.removesuffix("Z")}  # the write's time
     [check] = fake_ckan.action_calls("hdx_fs_check_resource_revise")
     assert check.json()["id"] == old["resource"] and check.json()["value"]["state"] == "success"
     [due] = fake_ckan.action_calls("hdx_refresh_stats")  # the due call ran; the later one waits

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.oldjobs import MAX_DATA_BYTES, UnreadableJob, decode_data, restricted_loads
+from app.oldjobs import MAX_DATA_BYTES, OldJob, Source, UnreadableJob, decode_data, restricted_loads
 
 
 def pickled(value: Any, protocol: int = pickle.HIGHEST_PROTOCOL) -> bytes:
@@ -77,3 +77,18 @@ def test_rq_job_data_is_decoded_and_hdxrqs_own_json_is_left_out() -> None:
 def test_data_that_is_not_rqs_is_refused(data: bytes, reason: str) -> None:
     with pytest.raises(UnreadableJob, match=reason):
         decode_data(data)
+
+
+@pytest.mark.parametrize(
+    ("enqueued_at", "expected"),
+    [
+        ("2024-10-07T14:02:16.123456Z", dt.datetime(2024, 10, 7, 14, 2, 16, 123456, tzinfo=dt.UTC)),
+        ("2024-10-07T14:02:16Z", dt.datetime(2024, 10, 7, 14, 2, 16, tzinfo=dt.UTC)),
+        ("yesterday", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_the_time_rq_queued_a_job_is_read_when_legible(enqueued_at: str | None, expected: dt.datetime | None) -> None:
+    job = OldJob("id", "event_q", Source.QUEUED, "f", (), {}, enqueued_at)
+    assert job.enqueued_time == expected

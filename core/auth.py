@@ -1,9 +1,9 @@
 """Who may call what: callers, the three kinds of access, and the check every door makes.
 
 An entrance (CKAN's endpoint, the OGC execution, the command line) describes its :class:`Caller`: the
-client's address and whether it presented an admin token, or the local operator. It never decides. Each
-door operation declares once who may call it, with :func:`operation` and one :class:`Access`, and
-:func:`authorize` applies that to whichever entrance the call came through (docs/access.md).
+client's address and which token it presented (an admin or a notifier token), or the local operator. It
+never decides. Each door operation declares once who may call it, with :func:`operation` and one
+:class:`Access`, and :func:`authorize` applies that to whichever entrance the call came through (docs/access.md).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from flask import current_app, request
 from .errors import Forbidden, Unauthorized
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from .settings import CoreSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,9 +33,9 @@ class Access(StrEnum):
     """Who may call an operation."""
 
     ANYONE = "anyone"
-    NOTIFIER = "allowed networks or admin token"
+    NOTIFIER = "allowed networks or notifier token"
     """What CKAN's notifications need: a client in ``HDXRQ_ALLOWED_NETWORKS`` (everyone when it is empty),
-    or the admin token from anywhere."""
+    or a notifier token (``HDXRQ_NOTIFIER_TOKENS``) or the admin token from anywhere."""
     ADMIN = "admin token"
 
 
@@ -43,13 +45,17 @@ class Caller:
 
     remote_addr: str | None = None
     admin: bool = False
+    notifier: bool = False
+    """Presented a notifier token: CKAN's notifications from anywhere, nothing more."""
     operator: bool = False
 
     @classmethod
     def from_environ(cls, settings: CoreSettings, environ: Mapping[str, Any]) -> Caller:
-        """The caller of a WSGI request: its client address and whether it carries an admin token."""
-        token = admin_token_presented(settings, environ.get("HTTP_AUTHORIZATION", ""))
-        return cls(remote_addr=environ.get("REMOTE_ADDR"), admin=token)
+        """The caller of a WSGI request: its client address and which token it carries."""
+        presented = bearer_token(environ.get("HTTP_AUTHORIZATION", ""))
+        admin = is_admin_token(settings, presented)
+        notifier = not admin and _is_one_of(settings.access.notifier_tokens, presented)
+        return cls(remote_addr=environ.get("REMOTE_ADDR"), admin=admin, notifier=notifier)
 
     @classmethod
     def from_request(cls) -> Caller:
@@ -61,23 +67,26 @@ OPERATOR = Caller(operator=True)
 """The person at the command line of a machine that has the service's settings."""
 
 
-def admin_token_presented(settings: CoreSettings, authorization: str) -> bool:
-    """Whether an ``Authorization`` header value is ``Bearer <one of the admin tokens>``."""
+def bearer_token(authorization: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header value; empty for any other value."""
     scheme, _, presented = authorization.partition(" ")
-    return scheme.lower() == "bearer" and is_admin_token(settings, presented.strip())
+    return presented.strip() if scheme.lower() == "bearer" else ""
 
 
 def is_admin_request(settings: CoreSettings) -> bool:
     """Whether the current Flask request carries one of the admin tokens as ``Authorization: Bearer``."""
-    return admin_token_presented(settings, request.headers.get("Authorization", ""))
+    return is_admin_token(settings, bearer_token(request.headers.get("Authorization", "")))
 
 
 def is_admin_token(settings: CoreSettings, presented: str) -> bool:
     """Whether ``presented`` is one of the admin tokens (compared in constant time with each)."""
+    return _is_one_of(settings.access.admin_tokens, presented)
+
+
+def _is_one_of(tokens: tuple[SecretStr, ...], presented: str) -> bool:
     if not presented:
         return False
     presented_bytes = presented.encode()
-    tokens = settings.access.admin_tokens
     matches = [hmac.compare_digest(presented_bytes, token.get_secret_value().encode()) for token in tokens]
     return any(matches)
 
@@ -102,7 +111,7 @@ def allows(settings: CoreSettings, access: Access, caller: Caller) -> bool:
     """Whether ``caller`` may call an operation that needs ``access``."""
     if caller.operator or access is Access.ANYONE or caller.admin:
         return True
-    return access is Access.NOTIFIER and client_allowed(settings, caller.remote_addr)
+    return access is Access.NOTIFIER and (caller.notifier or client_allowed(settings, caller.remote_addr))
 
 
 def authorize(settings: CoreSettings, access: Access, caller: Caller) -> None:

@@ -286,6 +286,10 @@ class AccessSettings(Section):
     admin_tokens: Annotated[tuple[SecretStr, ...], BeforeValidator(_split_list)] = Field(
         (), validation_alias=env("HDXRQ_ADMIN_TOKENS")
     )
+    notifier_tokens: Annotated[tuple[SecretStr, ...], BeforeValidator(_split_list)] = Field(
+        (), validation_alias=env("HDXRQ_NOTIFIER_TOKENS")
+    )
+    """Tokens that admit CKAN's notifications from any address and open nothing else."""
     allowed_networks: StrList = Field((), validation_alias=env("HDXRQ_ALLOWED_NETWORKS"))
 
     @field_validator("allowed_networks")

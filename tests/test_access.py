@@ -2,7 +2,8 @@
 an allowed one, and the door's declaration is the documented one.
 
 The API allows the network 10.9.9.0/24 (``HDXRQ_ALLOWED_NETWORKS``). A caller at 192.0.2.50 is outside it,
-one at 10.9.9.5 inside; either may present the admin token. A refused call changes nothing; an allowed
+one at 10.9.9.5 inside; either may present the admin token or a notifier token (``HDXRQ_NOTIFIER_TOKENS``),
+which admits CKAN's notifications from anywhere and nothing else. A refused call changes nothing; an allowed
 one does what the endpoint promises (its success answer, a job queued).
 """
 
@@ -32,6 +33,8 @@ from tests.conftest import ROOT, TEST_ADMIN_TOKEN
 
 OUTSIDE, INSIDE = "192.0.2.50", "10.9.9.5"
 ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+NOTIFIER_TOKEN = "notifier-token-for-ckan"
+NOTIFIER = {"Authorization": f"Bearer {NOTIFIER_TOKEN}"}
 DOORS = (importapi.service, analyticsapi.service, eventsapi.service, scheduler.service)
 URL = "http://files.example.org/file.geojson"
 EVENT = {"event_name": "resource download", "send_mixpanel": True, "mixpanel_token": "t", "mixpanel_tracking_id": "u"}
@@ -42,7 +45,8 @@ CHANGE = {"username": "u", "old_dataset_dict": {}, "new_dataset_dict": DATASET}
 @pytest.fixture
 def guarded(settings_env: dict[str, str]) -> Iterator[tuple[Flask, Runtime]]:
     """The API with an allowed network, and its runtime."""
-    runtime = Runtime(Settings.from_env({**settings_env, "HDXRQ_ALLOWED_NETWORKS": "10.9.9.0/24"}))
+    guards = {"HDXRQ_ALLOWED_NETWORKS": "10.9.9.0/24", "HDXRQ_NOTIFIER_TOKENS": NOTIFIER_TOKEN}
+    runtime = Runtime(Settings.from_env({**settings_env, **guards}))
     yield create_app(runtime=runtime), runtime
     runtime.close()
 
@@ -196,7 +200,7 @@ def refusals(entrance: Entrance) -> list[tuple[str, dict[str, str]]]:
     """The callers a door with this access refuses: (address, headers)."""
     wrong = {"Authorization": "Bearer not-the-token"}
     if entrance.access is Access.ADMIN:
-        return [(INSIDE, {}), (OUTSIDE, wrong)]
+        return [(INSIDE, {}), (OUTSIDE, wrong), (INSIDE, NOTIFIER)]
     if entrance.access is Access.NOTIFIER:
         return [(OUTSIDE, {}), (OUTSIDE, wrong)]
     return []
@@ -207,7 +211,7 @@ def admissions(entrance: Entrance) -> list[tuple[str, dict[str, str]]]:
     if entrance.access is Access.ADMIN:
         return [(OUTSIDE, ADMIN)]
     if entrance.access is Access.NOTIFIER:
-        return [(INSIDE, {}), (OUTSIDE, ADMIN)]
+        return [(INSIDE, {}), (OUTSIDE, ADMIN), (OUTSIDE, NOTIFIER)]
     return [(OUTSIDE, {})]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -25,7 +26,7 @@ import pytest
 from redis import Redis
 
 from tests.ckanext.ckansite import CkanSite, FakeSolr, ckan_database, write_ini
-from tests.conftest import HDXRQ_PY, REDIS_HOST, REDIS_PORT, ROOT, TEST_ADMIN_TOKEN, free_port
+from tests.conftest import HDXRQ_PY, REDIS_HOST, REDIS_PORT, ROOT, free_port
 from tests.fakes import FakeService, Reply
 from tests.tiles.browser import Chromium
 from tests.tiles.samples import polygon_features
@@ -127,7 +128,7 @@ def site(
                 "ckan.plugins": "hdxrq hdxrq_view",
                 "ckan.views.default_views": "hdxrq_view",
                 "ckanext.hdxrq.url": f"http://127.0.0.1:{hdxrq_port}",
-                "ckanext.hdxrq.token": TEST_ADMIN_TOKEN,
+                "ckanext.hdxrq.token": NOTIFIER_TOKEN,
             },
         )
         ckan = CkanSite(ini, ckan_port)
@@ -138,8 +139,9 @@ def site(
             "HDX_GIS_API_KEY": token,
             "HDX_FSCHECK_API_KEY": token,
             "HDXRQ_API_WORKERS": "1",
-            # CKAN calls from 127.0.0.1, outside these networks: only its token lets it in
+            # CKAN calls from 127.0.0.1, outside these networks: only its notifier token lets it in
             "HDXRQ_ALLOWED_NETWORKS": "192.0.2.0/24",
+            "HDXRQ_NOTIFIER_TOKENS": NOTIFIER_TOKEN,
         }
         hdxrq = Hdxrq(hdxrq_env, hdxrq_port, tmp_path / "hdxrq.log")
         try:
@@ -149,6 +151,10 @@ def site(
         finally:
             hdxrq.stop()
             ckan.stop()
+
+
+NOTIFIER_TOKEN = "notifier-" + secrets.token_hex(12)
+"""CKAN's token for hdxrq: its notifications only, none of hdxrq's admin operations."""
 
 
 def layer_id(resource_id: str) -> str:
@@ -263,4 +269,4 @@ def test_ckan_with_hdxrq_end_to_end(
     assert ckan.action("hdxrq_status_show")["failures"] == {"create-change-events": 1}
     assert "hdxrq: create-change-events for dataset" in ckan.log_tail(20000)
     assert ckan.token and ckan.token not in ckan.log_path.read_text()
-    assert TEST_ADMIN_TOKEN not in ckan.log_path.read_text()
+    assert NOTIFIER_TOKEN not in ckan.log_path.read_text()

@@ -10,7 +10,7 @@ from app.settings import Settings
 from core.auth import OPERATOR, Access, Caller, access_of, allows, authorize, operation
 from core.errors import Forbidden, Unauthorized
 from core.runtime import Runtime
-from core.settings import SettingsError
+from core.settings import MASK, SettingsError
 
 TOKEN = "admin-token-1f0c"
 
@@ -91,3 +91,24 @@ def test_an_operation_checks_its_caller_before_it_runs() -> None:
     assert ran == [2, 3] and access_of(schedule_something) is Access.ADMIN
     with pytest.raises(TypeError):
         access_of(authorize)
+
+
+def test_a_notifier_token_admits_notifications_from_anywhere_and_nothing_else() -> None:
+    limited = settings(HDXRQ_ALLOWED_NETWORKS="10.20.0.0/16", HDXRQ_NOTIFIER_TOKENS="ckan-one,ckan-two")
+    ckan = Caller.from_environ(limited, {"HTTP_AUTHORIZATION": "Bearer ckan-two", "REMOTE_ADDR": "203.0.113.9"})
+    assert ckan.notifier and not ckan.admin
+    authorize(limited, Access.NOTIFIER, ckan)
+    with pytest.raises(Unauthorized):
+        authorize(limited, Access.ADMIN, ckan)
+    stranger = Caller.from_environ(limited, {"HTTP_AUTHORIZATION": "Bearer ckan-three", "REMOTE_ADDR": "203.0.113.9"})
+    assert not stranger.notifier
+    with pytest.raises(Forbidden):
+        authorize(limited, Access.NOTIFIER, stranger)
+    admin = Caller.from_environ(limited, {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}", "REMOTE_ADDR": "203.0.113.9"})
+    assert admin.admin and allows(limited, Access.NOTIFIER, admin)
+
+
+def test_notifier_tokens_are_masked_in_the_shown_settings() -> None:
+    shown = settings(HDXRQ_NOTIFIER_TOKENS="ckan-secret-token").masked()
+    assert shown["access"]["HDXRQ_NOTIFIER_TOKENS"] == [MASK]
+    assert "ckan-secret-token" not in repr(shown)

@@ -33,6 +33,7 @@ from .test_worker_kill import many_points
 
 SECRETS = {
     "HDXRQ_ADMIN_TOKENS": f"admin-{secrets.token_hex(12)}",
+    "HDXRQ_NOTIFIER_TOKENS": f"notifier-{secrets.token_hex(12)}",
     "HDX_GIS_API_KEY": f"gis-key-{secrets.token_hex(12)}",
     "HDX_FSCHECK_API_KEY": f"fs-key-{secrets.token_hex(12)}",
     "HDX_GISDB_PASS": f"db-pass-{secrets.token_hex(12)}",

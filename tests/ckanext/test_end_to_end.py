@@ -266,7 +266,9 @@ def test_ckan_with_hdxrq_end_to_end(
     saved = ckan.action("package_patch", id="admin-zones", title="Administrative zones (2024)")
     assert saved["title"] == "Administrative zones (2024)"
     assert ckan.action("package_show", id="admin-zones")["title"] == "Administrative zones (2024)"
-    assert ckan.action("hdxrq_status_show")["failures"] == {"create-change-events": 1}
+    after = ckan.action("hdxrq_status_show")
+    assert after["failures"] == {"create-change-events": 1}
+    assert after["pending"] == 1  # parked in CKAN's Redis, sent again once hdxrq answers
     assert "hdxrq: create-change-events for dataset" in ckan.log_tail(20000)
     assert ckan.token and ckan.token not in ckan.log_path.read_text()
     assert NOTIFIER_TOKEN not in ckan.log_path.read_text()

@@ -20,7 +20,7 @@ import ckan.model as model
 import ckan.plugins.toolkit as toolkit
 from sqlalchemy.orm import Session, scoped_session
 
-from . import failures, shapeinfo
+from . import failures, pending, shapeinfo
 from .outbox import TransactionOutbox
 from .settings import ExtensionSettings
 
@@ -115,9 +115,10 @@ def hdx_resource_update_metadata_auth(context: dict[str, Any], data_dict: dict[s
 
 @toolkit.side_effect_free
 def hdxrq_status_show(context: dict[str, Any], data_dict: dict[str, Any]) -> dict[str, Any]:
-    """The extension's settings in effect (no token) and the notifications hdxrq did not take.
+    """The extension's settings in effect (no token), the notifications hdxrq did not take, and how many
+    of those are parked to be sent again.
 
-    :returns: ``url``, ``public_url``, ``formats``, ``geopreview``, ``change_events``, ``failures``
+    :returns: ``url``, ``public_url``, ``formats``, ``geopreview``, ``change_events``, ``pending``, ``failures``
         (count by kind: ``add-layer``, ``delete-one-layer``,
         ``create-change-events``) and ``last_failures`` (by kind)
     """
@@ -129,6 +130,7 @@ def hdxrq_status_show(context: dict[str, Any], data_dict: dict[str, Any]) -> dic
         "formats": sorted(settings.formats),
         "geopreview": settings.geopreview,
         "change_events": settings.change_events,
+        "pending": pending.count(),
         **failures.summary(),
     }
 

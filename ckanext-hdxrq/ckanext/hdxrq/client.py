@@ -17,13 +17,23 @@ import requests
 from .settings import ExtensionSettings
 
 USER_AGENT = "ckanext-hdxrq/0.1.0"
+UNAVAILABLE_STATUSES = frozenset({502, 503, 504})
 
 
 class HdxrqError(Exception):
     """hdxrq did not take a notification: an error status or a refusal."""
 
+    retryable = False
+    """Whether the same notification would likely be taken a moment later (it is then parked)."""
 
-class HdxrqUnreachable(HdxrqError):
+
+class HdxrqUnavailable(HdxrqError):
+    """hdxrq, or the gateway in front of it, said it cannot answer now (502, 503, 504)."""
+
+    retryable = True
+
+
+class HdxrqUnreachable(HdxrqUnavailable):
     """No answer at all: hdxrq is down, unreachable or slower than the timeouts."""
 
 
@@ -61,6 +71,8 @@ class HdxrqClient:
             response = self.session.request(method, self.settings.url + path, timeout=timeout, **kwargs)
         except requests.RequestException as error:
             raise HdxrqUnreachable(f"{type(error).__name__}: {error}") from None
+        if response.status_code in UNAVAILABLE_STATUSES:
+            raise HdxrqUnavailable(f"HTTP {response.status_code} from {path}")
         if response.status_code >= 300:
             raise HdxrqError(f"HTTP {response.status_code} from {path}")
         try:

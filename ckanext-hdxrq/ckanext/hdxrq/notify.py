@@ -2,20 +2,23 @@
 
 Pure decisions first: from the dataset before and after the write, the change events to hand over, the
 resources whose file hdxrq must (re)import and the layers it must drop (their resource deleted, purged or
-no longer in a geo format: a deleted resource's map tiles must not stay public). Then delivery: each
-notification is sent once, with the configured timeouts; one that hdxrq does not take is logged and
-counted, never raised, because the save it reports has already been committed.
+no longer in a geo format: a deleted resource's map tiles must not stay public). Then delivery, with the
+configured timeouts: one that hdxrq does not take is logged and counted, never raised, because the save it
+reports has already been committed; one it would take a moment later (it did not answer) is parked in
+CKAN's Redis and sent again (:mod:`.pending`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from . import failures
-from .client import HdxrqClient, HdxrqError, HdxrqUnreachable
+from . import failures, pending
+from .client import HdxrqClient, HdxrqError
 from .outbox import DatasetWrite
 from .settings import ExtensionSettings
 
@@ -66,6 +69,7 @@ class DropLayer:
 
 
 Notification = ChangeEvents | AddLayer | DropLayer
+KINDS: dict[str, type[Notification]] = {kind.kind: kind for kind in (ChangeEvents, AddLayer, DropLayer)}
 
 
 def resources_to_import(
@@ -142,24 +146,77 @@ def notifications_for(
     return notes
 
 
-def deliver(notes: list[Notification], settings: ExtensionSettings) -> None:
-    """Send each notification once; log and count those hdxrq does not take.
+def to_record(note: Notification) -> str:
+    """A notification as JSON, to be parked in Redis."""
+    return json.dumps({"kind": note.kind, "fields": dataclasses.asdict(note)})
 
-    Once hdxrq has not answered at all, the rest are counted as failed without trying, so a save waits
-    for at most one timeout however many notifications it caused.
+
+def from_record(record: str) -> Notification | None:
+    """A parked notification; None (logged) when the record is not one this version knows."""
+    try:
+        data = json.loads(record)
+        return KINDS[data["kind"]](**data["fields"])
+    except (ValueError, KeyError, TypeError) as error:
+        log.error("hdxrq: a parked notification could not be read and is dropped: %r", error)
+        return None
+
+
+def deliver(notes: list[Notification], settings: ExtensionSettings) -> None:
+    """Send the parked notifications first (a few), then these; log and count those hdxrq does not take.
+
+    Those hdxrq would take a moment later (no answer, 502/503/504) are parked (:mod:`.pending`), with every
+    one after them: once hdxrq has not answered, the rest are not tried, so a save waits for at most one
+    timeout however many notifications it caused. While parked ones remain, new ones queue behind them.
     """
     client = HdxrqClient(settings)
-    unreachable: HdxrqUnreachable | None = None
     try:
-        for note in notes:
-            try:
-                if unreachable:
-                    raise unreachable
-                note.send(client)
-            except HdxrqError as error:
-                if isinstance(error, HdxrqUnreachable):
-                    unreachable = error
-                log.warning("hdxrq: %s for dataset %s failed: %s", note.kind, note.dataset_id, error)
-                failures.record(note.kind, str(error))
+        if resend(client, pending.RESEND_PER_SAVE):
+            _send(client, notes)
+        else:
+            pending.park([to_record(note) for note in notes])
     finally:
         client.close()
+
+
+def resend(client: HdxrqClient, most: int | None = None) -> bool:
+    """Send up to ``most`` parked notifications (all when None), oldest first; whether none is left.
+
+    One that fails again in a way worth retrying goes back to the head and stops the round; one hdxrq
+    refuses is logged, counted and dropped (it would be refused again).
+    """
+    sent = 0
+    while most is None or sent < most:
+        record = pending.take()
+        if record is None:
+            return True
+        sent += 1
+        note = from_record(record)
+        if note is None:
+            continue
+        try:
+            note.send(client)
+        except HdxrqError as error:
+            if error.retryable:
+                pending.put_back(record)
+                return False
+            _count_failure(note, error)
+    return pending.count() == 0
+
+
+def _send(client: HdxrqClient, notes: list[Notification]) -> None:
+    for position, note in enumerate(notes):
+        try:
+            note.send(client)
+        except HdxrqError as error:
+            _count_failure(note, error)
+            if error.retryable:
+                for later in notes[position + 1 :]:
+                    _count_failure(later, error)
+                pending.park([to_record(parked) for parked in notes[position:]])
+                return
+
+
+def _count_failure(note: Notification, error: HdxrqError) -> None:
+    parked = " (parked, to be sent again)" if error.retryable else ""
+    log.warning("hdxrq: %s for dataset %s failed: %s%s", note.kind, note.dataset_id, error, parked)
+    failures.record(note.kind, str(error))

@@ -20,7 +20,7 @@ import ckan.plugins as plugins
 import ckan.plugins.toolkit as toolkit
 from ckan.model.meta import create_local_session
 
-from . import actions, notify, shapeinfo
+from . import actions, cli, notify, shapeinfo
 from .outbox import DatasetWrite, TransactionOutbox
 from .settings import ExtensionSettings, declare_options
 
@@ -39,6 +39,7 @@ class HdxrqPlugin(plugins.SingletonPlugin):
     plugins.implements(plugins.IActions)
     plugins.implements(plugins.IAuthFunctions)
     plugins.implements(plugins.IPackageController, inherit=True)
+    plugins.implements(plugins.IClick)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -49,6 +50,11 @@ class HdxrqPlugin(plugins.SingletonPlugin):
     def configure(self, config: Any) -> None:
         for session_factory in (model.Session, create_local_session):
             self.outbox.install(session_factory)
+
+    # IClick
+
+    def get_commands(self) -> list[Any]:
+        return cli.get_commands()
 
     # IActions, IAuthFunctions
 

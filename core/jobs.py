@@ -8,6 +8,9 @@ own failure shape), so a flood cannot grow Redis without bound.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rq.job import Job
@@ -86,3 +89,27 @@ class HdxJob(Job):
 
 def _callback(name: str | None) -> Any:
     return registry.current().callback_function(name) if name else None
+
+
+def on_last_attempt(handler: Callable[[Job, BaseException | None], None]) -> Callable[..., None]:
+    """An rq failure callback that calls ``handler(job, exc_value)`` once the job's retries are spent.
+
+    rq calls a failure callback when an attempt raised, when the worker running it died (its heartbeat
+    expired), and (:class:`core.worker.HdxWorker`) when its work horse was killed; ``exc_value`` is None
+    when nothing was raised. An attempt with retries left is run again, and the handler is not called.
+    The callback keeps the handler's name, which is what rq stores and the registry looks up.
+    """
+
+    @wraps(handler)
+    def failure_callback(
+        job: Job,
+        connection: object,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        if job.retries_left:
+            return
+        handler(job, exc_value)
+
+    return failure_callback

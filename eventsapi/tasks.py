@@ -8,7 +8,6 @@ job's rq failure callback) sends CKAN an ``error`` value, so the resource never 
 from __future__ import annotations
 
 import logging
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from rq import Callback, Retry, get_current_job
@@ -16,6 +15,7 @@ from rq import Callback, Retry, get_current_job
 from core import runtime
 from core.connections import queue
 from core.errors import CkanError, CkanUnavailable, ConfigurationError
+from core.jobs import on_last_attempt
 from core.progress import report_progress
 from core.queues import QueueName
 from core.retry import CKAN_CALLBACKS
@@ -93,20 +93,10 @@ def check_file_structure(dataset_id: str, resource_id: str, source_info_url: str
     return value["state"]
 
 
-def check_gave_up(
-    job: Job,
-    connection: object,
-    exc_type: type[BaseException] | None = None,
-    exc_value: BaseException | None = None,
-    traceback: TracebackType | None = None,
-) -> None:
-    """rq failure callback of :func:`check_file_structure`: on the last attempt, send CKAN an ``error``.
-
-    Called when an attempt raised, when its worker died, or when its work horse was killed; an attempt
-    with retries left runs again and says nothing.
-    """
-    if job.retries_left:
-        return
+@on_last_attempt
+def check_gave_up(job: Job, exc_value: BaseException | None) -> None:
+    """rq failure callback of :func:`check_file_structure`: when its last attempt failed or was
+    interrupted, send CKAN an ``error``."""
     dataset_id, resource_id = str(job.args[0]), str(job.args[1])
     attempts = (FS_CHECK_RETRY.max or 0) + 1
     error = FsCheckGaveUp(f"the check was interrupted on each of its {attempts} attempts")

@@ -14,7 +14,6 @@ limit, PostGIS stayed away) is retried by rq (:data:`IMPORT_RETRY`); when the la
 from __future__ import annotations
 
 import logging
-from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -25,6 +24,7 @@ from rq.timeouts import JobTimeoutException
 from core import registry, runtime
 from core.connections import queue
 from core.errors import HdxError
+from core.jobs import on_last_attempt
 from core.progress import report_progress
 from core.queues import QueueName
 from core.runtime import Runtime
@@ -141,21 +141,10 @@ def _import_once(rt: Runtime, resource_id: str, request: ImportRequest, state: R
     return result.shape_info()
 
 
-def import_gave_up(
-    job: Job,
-    connection: object,
-    exc_type: type[BaseException] | None = None,
-    exc_value: BaseException | None = None,
-    traceback: TracebackType | None = None,
-) -> None:
-    """rq failure callback of :func:`import_resource`: on the last attempt, tell CKAN the import failed.
-
-    rq calls it when an attempt raised, when the worker running it died (its heartbeat expired), and
-    (:class:`core.worker.HdxWorker`) when its work horse was killed; an attempt with retries left is run
-    again and says nothing.
-    """
-    if job.retries_left:
-        return
+@on_last_attempt
+def import_gave_up(job: Job, exc_value: BaseException | None) -> None:
+    """rq failure callback of :func:`import_resource`: when its last attempt failed or was interrupted,
+    tell CKAN the import failed."""
     resource_id = str(job.args[0])
     rt = runtime.current()
     state = RequestState(rt.redis, resource_id)

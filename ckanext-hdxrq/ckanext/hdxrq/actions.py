@@ -43,34 +43,22 @@ def show_dataset(dataset_id: str, context: dict[str, Any], *, for_update: bool =
     return result
 
 
-def remembering_old(outbox: TransactionOutbox[Any]) -> Action:
-    """A chained action that keeps the dataset's state before the write it wraps (row locked till commit)."""
+def remembering_old(outbox: TransactionOutbox[Any], *, records_write: bool = False) -> Action:
+    """A chained action that keeps the dataset's state before the write it wraps (row locked till commit).
+
+    ``records_write`` also records the write itself, for an action that calls no plugin hook
+    (``dataset_purge``).
+    """
 
     @toolkit.chained_action
     def action(original_action: Action, context: dict[str, Any], data_dict: dict[str, Any]) -> Any:
         name_or_id = data_dict.get("id") or data_dict.get("name")
         package = model.Package.get(name_or_id) if name_or_id and not context.get(QUIET) else None
         if package is not None:
-            dataset_id = package.id
-            outbox.remember_old(
-                session_of(context), dataset_id, lambda: show_dataset(dataset_id, context, for_update=True)
-            )
-        return original_action(context, data_dict)
-
-    return action
-
-
-def purging(outbox: TransactionOutbox[Any]) -> Action:
-    """A chained ``dataset_purge``: keeps the dataset as it was and records the write (no hook reports it)."""
-
-    @toolkit.chained_action
-    def action(original_action: Action, context: dict[str, Any], data_dict: dict[str, Any]) -> Any:
-        name_or_id = data_dict.get("id")
-        package = model.Package.get(name_or_id) if name_or_id and not context.get(QUIET) else None
-        if package is not None:
             dataset_id, session = package.id, session_of(context)
             outbox.remember_old(session, dataset_id, lambda: show_dataset(dataset_id, context, for_update=True))
-            outbox.record_write(session, dataset_id, context.get("user"), created=False)
+            if records_write:
+                outbox.record_write(session, dataset_id, context.get("user"), created=False)
         return original_action(context, data_dict)
 
     return action

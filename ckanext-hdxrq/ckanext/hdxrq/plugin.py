@@ -64,7 +64,7 @@ class HdxrqPlugin(plugins.SingletonPlugin):
             "hdxrq_status_show": actions.hdxrq_status_show,
             "package_update": actions.remembering_old(self.outbox),
             "package_delete": actions.remembering_old(self.outbox),
-            "dataset_purge": actions.purging(self.outbox),
+            "dataset_purge": actions.remembering_old(self.outbox, records_write=True),
         }
 
     def get_auth_functions(self) -> dict[str, Any]:
